@@ -1,0 +1,3 @@
+"""runapi: a self-hostable LLM API gateway."""
+
+__version__ = "0.1.0"

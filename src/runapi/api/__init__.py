@@ -1,0 +1,1 @@
+"""Non-generation routes: tasks, account, prices, skills, admin."""

@@ -1,0 +1,63 @@
+"""Shared plumbing for the `/api/v1` and `/v1/tasks` routes: auth, JSON, the §5 error envelope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from runapi.auth import Principal
+from runapi.errors import AuthenticationFailed, RunapiError
+from runapi.ids import new_ulid
+from runapi.services import SERVICES, Services
+
+_encoder = msgspec.json.Encoder()
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def presented_key(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key") or None
+
+
+async def authenticate(request: web.Request) -> Principal:
+    return await services(request).keys.authenticate(presented_key(request))
+
+
+def require_admin(request: web.Request) -> None:
+    admin = services(request).settings.admin_key
+    if not admin:
+        raise AuthenticationFailed("The admin API is disabled: set RUNAPI_ADMIN_KEY to enable it.")
+    if presented_key(request) != admin:
+        raise AuthenticationFailed("Invalid admin key.")
+
+
+def request_id(request: web.Request) -> str:
+    rid = request.get("request_id")
+    if not isinstance(rid, str):
+        rid = "req_" + new_ulid()
+        request["request_id"] = rid
+    return rid
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=_encoder.encode(obj), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(error: RunapiError, rid: str) -> web.Response:
+    """runapi-contract §5: `{"error": {"message", "code", "metadata"}}` on gateway routes."""
+    body = {"error": {"message": error.message, "code": error.code, "metadata": error.metadata}}
+    headers = {"x-request-id": rid}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    return json_response(body, status=error.status, headers=headers)

@@ -1,0 +1,1 @@
+"""The `runapi` command line."""

@@ -1,0 +1,95 @@
+"""`runapi accounts …` and `runapi keys …`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import typer
+from rich.table import Table
+
+from runapi.auth import AccountRepository, KeyRepository
+from runapi.cli._run import ConfigOption, console, out, print_json, settings_from, with_db
+from runapi.store.database import Database
+
+accounts_app = typer.Typer(help="Create and inspect accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+
+async def credit_account(db: Database, account_id: int, usd: Decimal, payment_id: str | None = None) -> None:
+    from runapi.billing import credit_usd
+
+    await credit_usd(db, account_id, usd, payment_id)
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    credit: str = typer.Option("0", "--credit", help="Starting credit in USD, recorded as a top-up."),
+    email: str | None = typer.Option(None, "--email"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Create an account and its first API key (the key is shown once)."""
+    settings = settings_from(config)
+
+    async def work(db: Database) -> tuple[int, str]:
+        account = await AccountRepository(db).create(name, email)
+        key = await KeyRepository(db).create(account.id, name="default")
+        if Decimal(credit) > 0:
+            await credit_account(db, account.id, Decimal(credit), f"cli-initial-{account.id}")
+        return account.id, key.secret
+
+    account_id, secret = with_db(settings, work)
+    if as_json:
+        print_json({"account_id": account_id, "api_key": secret})
+    else:
+        out.print(f"account [bold]{account_id}[/bold] created")
+        out.print(f"api key (shown once): [bold green]{secret}[/bold green]")
+
+
+@keys_app.command("create")
+def keys_create(
+    account: int = typer.Option(..., "--account", help="Account id."),
+    name: str | None = typer.Option(None, "--name"),
+    value: str | None = typer.Option(None, "--value", help="Import an existing secret (8+ printable chars)."),
+    as_json: bool = typer.Option(False, "--json"),
+    config: str | None = ConfigOption,
+) -> None:
+    """Create (or import) an API key for an account."""
+    settings = settings_from(config)
+    created = with_db(settings, lambda db: KeyRepository(db).create(account, name=name, secret=value))
+    if as_json:
+        print_json({"key_id": created.id, "account_id": created.account_id, "api_key": created.secret})
+    else:
+        out.print(f"key {created.id}: [bold green]{created.secret}[/bold green] (shown once)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: str | None = ConfigOption) -> None:
+    """Revoke a key by id (`key_…`). Gateways stop accepting it within `key_cache_seconds`."""
+    settings = settings_from(config)
+    with_db(settings, lambda db: KeyRepository(db).revoke(key_id))
+    console.print(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def keys_list(
+    account: int | None = typer.Option(None, "--account"),
+    as_json: bool = typer.Option(False, "--json"),
+    config: str | None = ConfigOption,
+) -> None:
+    """List keys (hints only; secrets are never stored)."""
+    settings = settings_from(config)
+    keys = with_db(settings, lambda db: KeyRepository(db).list(account))
+    if as_json:
+        print_json(
+            [
+                {"id": k.id, "account_id": k.account_id, "name": k.name, "hint": k.hint, "revoked": k.revoked_at is not None}
+                for k in keys
+            ]
+        )
+        return
+    table = Table("id", "account", "name", "hint", "created", "revoked")
+    for k in keys:
+        table.add_row(k.id, str(k.account_id), k.name or "", k.hint, str(k.created_at), str(k.revoked_at or ""))
+    out.print(table)

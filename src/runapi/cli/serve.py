@@ -1,0 +1,87 @@
+"""`runapi serve`: run the gateway, with N worker processes sharing the port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+
+from aiohttp import web
+
+from runapi.auth import AccountRepository, KeyRepository
+from runapi.settings import Settings
+from runapi.store.database import Database
+
+log = logging.getLogger("runapi")
+
+
+async def ensure_default_account(settings: Settings) -> str | None:
+    """On first start with an empty database, create an account and return its new key."""
+    db = Database(settings.database_url)
+    try:
+        await db.migrate()
+        accounts = AccountRepository(db)
+        if await accounts.count() > 0:
+            return None
+        account = await accounts.create("default")
+        key = await KeyRepository(db).create(account.id, name="default")
+        return key.secret
+    finally:
+        await db.dispose()
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _bind(settings: Settings) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve_on(sock: socket.socket, settings: Settings) -> None:
+    from runapi.wiring import build_gateway
+
+    _install_uvloop()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = build_gateway(settings)
+    # handler_cancellation: a client that disconnects cancels its handler, so a sync request's
+    # upstream call stops too (the pipeline settles what was produced).
+    web.run_app(app, sock=sock, print=None, handle_signals=True, access_log=None, handler_cancellation=True)
+
+
+def serve(settings: Settings) -> None:
+    sock = _bind(settings)
+    host, port = sock.getsockname()[:2]
+    print(f"runapi listening on http://{host}:{port}", flush=True)
+    if settings.workers <= 1:
+        _serve_on(sock, settings)
+        return
+    # Workers share the listening socket (pre-fork); shared state lives in the database and Redis.
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_serve_on, args=(sock, settings), daemon=False) for _ in range(settings.workers)]
+    for p in procs:
+        p.start()
+
+    def stop(*_: object) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for p in procs:
+        p.join()
+    sys.exit(0)

@@ -1,0 +1,54 @@
+"""Per-request state carried through the pipeline's steps."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from runapi.auth import Principal
+from runapi.canonical import Completion, Usage
+from runapi.catalog import ModelEntry
+from runapi.errors import RunapiError
+from runapi.providers.base import Provider
+from runapi.surfaces.base import Decoded, ResponseMeta, Surface
+
+
+@dataclass(slots=True)
+class Generation:
+    """One admitted generation: everything the run and the settlement need."""
+
+    surface: Surface
+    decoded: Decoded
+    principal: Principal
+    model: ModelEntry
+    provider: Provider
+    meta: ResponseMeta
+    ulid: str
+    est_input_tokens: int
+    mode: str  # sync | stream | async
+    idempotency_key: str | None = None
+    client_request_id: str | None = None
+    fingerprint: str | None = None
+    admission: Any = None  # billing Admission (None when billing is off)
+    ticket: Any = None  # limiter ticket (None when limits are off)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    first_byte_monotonic: float | None = None
+    completion: Completion | None = None
+    usage: Usage | None = None
+    cost_micros: int = 0
+    billed: bool = False
+    free_call: bool = False
+    zero_charge_reason: str | None = None
+    price_schedule_id: int | None = None
+    status: str = "pending"
+    failure: RunapiError | None = None
+    error: str | None = None
+    error_code: str | None = None
+    response_status: int = 200
+    response_body: bytes | None = None
+    settled: bool = False
+
+    @property
+    def task_id(self) -> str:
+        return "task_" + self.ulid

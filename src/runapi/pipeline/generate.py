@@ -1,0 +1,151 @@
+"""Run one admitted generation: provider events → surface frames, then settle.
+
+The same loop serves sync, stream and async modes; only the `FrameSink` differs. Settlement
+happens before the terminal frame is written, so the inline `usage.cost`, the task record and the
+ledger agree by the time the client sees the end (runapi-contract §8.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+from runapi.canonical import Event, Finished, ReasoningDelta, TextDelta, ToolCallDelta, Usage, UsageReport
+from runapi.canonical.accumulate import Accumulator
+from runapi.canonical.estimate import estimate_output_tokens
+from runapi.canonical.stops import apply_stop_sequences
+from runapi.errors import InternalError, RunapiError
+from runapi.pipeline.context import Generation
+
+log = logging.getLogger("runapi.pipeline")
+
+# Debit the output-token bucket every this many characters of output (about 256 tokens), so a
+# long stream counts against OTPM as it runs without a limiter round trip per delta.
+_OTPM_STEP_CHARS = 1024
+
+
+class ClientGone(Exception):
+    """The client closed the connection while we were writing to it."""
+
+
+class FrameSink(Protocol):
+    async def __call__(self, frame: bytes) -> None: ...
+
+
+Settle = Callable[[Generation, RunapiError | None, bool], Awaitable[None]]
+OutputDebit = Callable[[Generation, int], Awaitable[None]]
+
+
+async def _with_first_event_keepalive(
+    events: AsyncIterator[Event], sink: FrameSink | None, keepalive: bytes, interval: float
+) -> AsyncIterator[Event]:
+    """While waiting for the first upstream byte (MiniMax thinks for seconds), send comments so
+    proxies and clients do not time out. After the first event, plain iteration: no extra tasks."""
+    if sink is None:
+        async for ev in events:
+            yield ev
+        return
+    first = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            done, _ = await asyncio.wait({first}, timeout=interval)
+            if done:
+                break
+            await sink(keepalive)
+    except BaseException:
+        first.cancel()
+        raise
+    try:
+        yield first.result()
+    except StopAsyncIteration:
+        return
+    async for ev in events:
+        yield ev
+
+
+async def run_generation(
+    gen: Generation,
+    *,
+    sink: FrameSink | None,
+    encoder_event: Callable[[Event], bytes] | None,
+    settle: Settle,
+    debit_output: OutputDebit | None,
+    keepalive: bytes = b"",
+    keepalive_interval: float = 10.0,
+    continue_without_client: bool = False,
+) -> None:
+    """Drive the provider to the end. Fills `gen.completion`/`gen.usage`; calls `settle` exactly
+    once with the error (if any) and whether the client went away."""
+    request = gen.decoded.request
+    if gen.admission is not None and gen.admission.output_cap is not None:
+        cap = gen.admission.output_cap
+        if request.max_output_tokens is None or request.max_output_tokens > cap:
+            request = request.with_changes(max_output_tokens=cap)
+    provider_events = gen.provider.stream(request, gen.model)
+    events: AsyncIterator[Event] = provider_events
+    if request.stop:
+        events = apply_stop_sequences(events, request.stop)
+    events = _with_first_event_keepalive(events, sink, keepalive, keepalive_interval)
+    acc = Accumulator()
+    error: RunapiError | None = None
+    client_gone = False
+    debited_chars = 0
+    try:
+        async for event in events:
+            acc.add(event)
+            if sink is not None and encoder_event is not None:
+                frame = encoder_event(event)
+                if frame:
+                    try:
+                        await sink(frame)
+                    except ClientGone:
+                        client_gone = True
+                        if not continue_without_client:
+                            break
+                        sink = None  # An Idempotency-Key call runs on; its retry gets the result.
+            if (
+                debit_output is not None
+                and isinstance(event, TextDelta | ReasoningDelta | ToolCallDelta)
+                and acc.output_chars - debited_chars >= _OTPM_STEP_CHARS
+            ):
+                step = acc.output_chars - debited_chars
+                debited_chars = acc.output_chars
+                await debit_output(gen, estimate_output_tokens(step))
+    except RunapiError as exc:
+        error = exc
+    except (asyncio.CancelledError, GeneratorExit):
+        client_gone = True
+        raise
+    except Exception as exc:  # a bug in an adapter must still settle and answer cleanly
+        log.exception("provider %s failed for task %s", gen.provider.name, gen.task_id)
+        error = InternalError(f"The gateway failed while generating: {type(exc).__name__}.")
+    finally:
+        await _close(events, provider_events)
+        gen.completion = acc.finish()
+        if client_gone and gen.completion.usage is None and error is None:
+            # The upstream never sent its usage (we cut it). Bill what was delivered, estimated,
+            # and say so on the task (runapi-contract §12, option c).
+            out = estimate_output_tokens(acc.output_chars)
+            gen.completion.usage = Usage(
+                input_tokens=gen.est_input_tokens, output_tokens=out, source="estimated"
+            )
+        gen.usage = gen.completion.usage
+        if error is None and not client_gone and (gen.completion.finish_reason is None or gen.usage is None):
+            error = InternalError("The upstream stream ended without a finish reason or usage.")
+        await asyncio.shield(settle(gen, error, client_gone))
+
+
+async def _close(*streams: AsyncIterator[Event]) -> None:
+    for stream in streams:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except (Exception, asyncio.CancelledError):  # closing must never mask the real outcome
+                log.debug("closing a provider stream raised", exc_info=True)
+
+
+def is_terminal_event(event: Event) -> bool:
+    return isinstance(event, Finished | UsageReport)

@@ -1,0 +1,66 @@
+"""The pipeline's steps that belong to billing, limits and tasks, behind one seam.
+
+`PipelineHooks` wires the real packages; each method is one step of the request path and is
+called by `Pipeline` in the order house.md gives. Keeping them here (and not inside billing,
+limits or tasks) is what lets those packages stay ignorant of each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from runapi.pipeline.context import Generation
+
+Runner = Callable[[Generation], Awaitable[None]]
+Publisher = Callable[[bytes], None]
+
+
+class PipelineHooks:
+    """The gateway with nothing wired: every call is admitted, nothing is billed or stored."""
+
+    def validate_callback_url(self, url: str) -> None:
+        return None
+
+    async def claim_idempotency(self, gen: Generation) -> Any | None:
+        return None
+
+    async def release_idempotency(self, gen: Generation) -> None:
+        return None
+
+    async def replay(
+        self, request: web.Request, gen: Generation, existing: Any, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def admit(self, gen: Generation) -> None:
+        return None
+
+    def rate_limit_headers(self, gen: Generation) -> dict[str, str]:
+        return {}
+
+    async def task_created(self, gen: Generation) -> None:
+        return None
+
+    async def submit_async(
+        self, request: web.Request, gen: Generation, headers: dict[str, str], run: Runner
+    ) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def event_publisher(self, gen: Generation) -> Publisher | None:
+        return None
+
+    async def debit_output(self, gen: Generation, tokens: int) -> None:
+        return None
+
+    async def settle(self, gen: Generation, client_gone: bool) -> None:
+        gen.billed = False
+        gen.cost_micros = 0
+
+    async def void(self, gen: Generation, reason: str) -> None:
+        gen.zero_charge_reason = reason
+
+    async def finished(self, gen: Generation) -> None:
+        return None

@@ -1,0 +1,263 @@
+"""The one request path: authenticate → admit (limits) → hold → route → stream → settle → record.
+
+Surfaces are codecs, providers are adapters; this module orders the steps between them and is
+the only place that does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import msgspec
+from aiohttp import web
+
+from runapi.api.common import presented_key
+from runapi.canonical.estimate import estimate_input_tokens
+from runapi.errors import ErrorKind, InternalError, PayloadTooLarge, RunapiError
+from runapi.ids import new_ulid
+from runapi.pipeline.context import Generation
+from runapi.pipeline.generate import ClientGone, run_generation
+from runapi.pipeline.headers import Prefer, client_request_id, idempotency_key
+from runapi.pipeline.hooks import PipelineHooks
+from runapi.services import Services
+from runapi.surfaces.base import ResponseMeta, Surface
+
+log = logging.getLogger("runapi.pipeline")
+
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+class Pipeline:
+    def __init__(self, services: Services, hooks: PipelineHooks) -> None:
+        self.services = services
+        self.hooks = hooks
+        self.settings = services.settings
+        self._max_body = services.settings.max_body_bytes
+
+    # ------------------------------------------------------------------ entry point
+
+    async def handle(self, request: web.Request, surface: Surface) -> web.StreamResponse:
+        rid = "req_" + new_ulid()
+        headers: dict[str, str] = {"x-request-id": rid, "request-id": rid}
+        gen: Generation | None = None
+        try:
+            body = await self._read_body(request)
+            principal = await self.services.keys.authenticate(presented_key(request))
+            decoded = surface.decode(body)
+            model = self.services.catalog.resolve(decoded.request.model)
+            provider = self.services.providers.for_model(model)
+            crid = client_request_id(request.headers)
+            if crid is not None:
+                headers["X-Client-Request-Id"] = crid
+            idem = idempotency_key(request.headers)
+            prefer = Prefer.parse(request.headers)
+            async_mode = prefer.respond_async or decoded.gateway.callback_url is not None
+            if decoded.gateway.callback_url is not None:
+                self.hooks.validate_callback_url(decoded.gateway.callback_url)
+            ulid = new_ulid()
+            meta = ResponseMeta(
+                surface_id=surface.id_prefix + ulid,
+                task_id="task_" + ulid,
+                request_id=rid,
+                model=decoded.requested_model or model.id,
+                created=int(time.time()),
+                include_usage=decoded.include_usage,
+            )
+            est = estimate_input_tokens(decoded.request)
+            meta.input_token_estimate = est
+            mode = "async" if async_mode or decoded.gateway.background else (
+                "stream" if decoded.request.stream else "sync"
+            )
+            gen = Generation(
+                surface=surface,
+                decoded=decoded,
+                principal=principal,
+                model=model,
+                provider=provider,
+                meta=meta,
+                ulid=ulid,
+                est_input_tokens=est,
+                mode=mode,
+                idempotency_key=idem,
+                client_request_id=crid,
+                fingerprint=_fingerprint(request, body) if idem else None,
+            )
+            replay = await self.hooks.claim_idempotency(gen)
+            if replay is not None:
+                return await self.hooks.replay(request, gen, replay, headers)
+            try:
+                await self.hooks.admit(gen)
+            except BaseException:
+                await self.hooks.release_idempotency(gen)
+                raise
+            headers.update(self.hooks.rate_limit_headers(gen))
+            headers["X-RunAPI-Task-Id"] = gen.task_id
+            await self.hooks.task_created(gen)
+        except RunapiError as exc:
+            if gen is not None and gen.ticket is not None:
+                headers.update(self.hooks.rate_limit_headers(gen))
+            return self._error(surface, exc, headers)
+
+        if gen.mode == "async":
+            return await self.hooks.submit_async(request, gen, headers, self._run_detached)
+        if gen.mode == "stream":
+            return await self._stream(request, gen, headers)
+        return await self._sync(gen, headers)
+
+    # ------------------------------------------------------------------ modes
+
+    async def _sync(self, gen: Generation, headers: dict[str, str]) -> web.StreamResponse:
+        await run_generation(
+            gen,
+            sink=None,
+            encoder_event=None,
+            settle=self._settle,
+            debit_output=self.hooks.debit_output,
+        )
+        return web.Response(
+            body=gen.response_body,
+            status=gen.response_status,
+            content_type="application/json",
+            headers=headers,
+        )
+
+    async def _stream(self, request: web.Request, gen: Generation, headers: dict[str, str]) -> web.StreamResponse:
+        encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
+        response = web.StreamResponse(status=200, headers={**headers, **_SSE_HEADERS})
+        try:
+            await response.prepare(request)
+        except (ConnectionError, RuntimeError) as exc:
+            await self._settle(gen, InternalError(f"client went away: {exc}"), True)
+            return response
+        publish = self.hooks.event_publisher(gen)
+
+        async def sink(frame: bytes) -> None:
+            if publish is not None:
+                publish(frame)
+            try:
+                await response.write(frame)
+            except (ConnectionError, RuntimeError) as exc:
+                raise ClientGone() from exc
+
+        try:
+            await sink(encoder.start())
+        except ClientGone:
+            await self._settle(gen, None, True)
+            return response
+        await run_generation(
+            gen,
+            sink=sink,
+            encoder_event=encoder.event,
+            settle=self._settle,
+            debit_output=self.hooks.debit_output,
+            keepalive=encoder.keepalive(),
+            continue_without_client=gen.idempotency_key is not None,
+        )
+        assert gen.completion is not None
+        tail = encoder.error(gen.failure) if gen.failure is not None else encoder.finish(gen.completion)
+        try:
+            await sink(tail)
+            await response.write_eof()
+        except (ClientGone, ConnectionError, RuntimeError):
+            pass
+        return response
+
+    async def _run_detached(self, gen: Generation) -> None:
+        """Async mode: the same loop with no client attached; frames feed the task's event log."""
+        publish = self.hooks.event_publisher(gen)
+        encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
+        sink = None
+        if publish is not None:
+            publish(encoder.start())
+
+            async def publish_sink(frame: bytes) -> None:
+                publish(frame)
+
+            sink = publish_sink
+        await run_generation(
+            gen,
+            sink=sink,
+            encoder_event=encoder.event if sink is not None else None,
+            settle=self._settle,
+            debit_output=self.hooks.debit_output,
+        )
+        if publish is not None and gen.completion is not None:
+            publish(encoder.error(gen.failure) if gen.failure is not None else encoder.finish(gen.completion))
+
+    # ------------------------------------------------------------------ settle
+
+    async def _settle(self, gen: Generation, error: RunapiError | None, client_gone: bool) -> None:
+        """Post or void the hold, render the final body, record the task. Runs exactly once."""
+        if gen.settled:
+            return
+        gen.settled = True
+        completion = gen.completion
+        try:
+            if error is not None:
+                gen.status, gen.failure = "failed", error
+                gen.error, gen.error_code = error.message, error.code
+                gen.response_status, gen.response_body, _ = gen.surface.render_error(error, gen.meta.request_id)
+                gen.zero_charge_reason = "failed"
+                await self.hooks.void(gen, "failed")
+            else:
+                assert completion is not None
+                await self.hooks.settle(gen, client_gone)
+                gen.meta.cost_usd = gen.cost_micros / 1_000_000
+                gen.status = "canceled" if client_gone and gen.idempotency_key is None else "completed"
+                if not gen.billed and gen.zero_charge_reason == "zero_completion" and not client_gone:
+                    gen.status = "failed"
+                    gen.error, gen.error_code = "The model produced no output.", "zero_completion"
+                gen.response_status = 200
+                gen.response_body = gen.surface.render(completion, gen.meta)
+        except RunapiError as exc:  # the ledger itself failed: nothing charged, say so
+            log.error("settlement failed for %s: %s", gen.task_id, exc)
+            gen.status, gen.failure, gen.error, gen.error_code = "failed", exc, exc.message, exc.code
+            gen.response_status, gen.response_body, _ = gen.surface.render_error(exc, gen.meta.request_id)
+        finally:
+            await self.hooks.finished(gen)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > self._max_body:
+            raise PayloadTooLarge(
+                f"Request body of {request.content_length} bytes exceeds the limit of {self._max_body} bytes."
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > self._max_body:
+                raise PayloadTooLarge(f"Request body exceeds the limit of {self._max_body} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _error(self, surface: Surface, error: RunapiError, headers: dict[str, str]) -> web.Response:
+        status, body, extra = surface.render_error(error, headers["x-request-id"])
+        if error.kind is ErrorKind.INTERNAL:
+            log.error("internal error on %s: %s", surface.endpoint, error.message)
+        return web.Response(body=body, status=status, content_type="application/json", headers={**headers, **extra})
+
+
+def _fingerprint(request: web.Request, body: bytes) -> str:
+    """sha256 over method, path and the canonical JSON body (sorted keys, compact)."""
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted")
+    except msgspec.DecodeError:
+        canonical = body
+    digest = hashlib.sha256()
+    digest.update(request.method.encode())
+    digest.update(b" ")
+    digest.update(request.path.encode())
+    digest.update(b"\n")
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+__all__ = ["Pipeline"]

@@ -1,0 +1,1 @@
+"""Upstream adapters. Each knows its upstream and the canonical model, nothing about surfaces."""
