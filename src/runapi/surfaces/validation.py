@@ -12,6 +12,7 @@ from runapi.errors import InvalidRequest
 T = TypeVar("T")
 
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
 
 
 def invalid_from_msgspec(exc: msgspec.DecodeError) -> InvalidRequest:
@@ -24,6 +25,9 @@ def invalid_from_msgspec(exc: msgspec.DecodeError) -> InvalidRequest:
     if match:
         param = match.group("path").lstrip(".") or None
         message = text[: match.start()]
+    missing = _MISSING.match(message)
+    if missing:  # name the missing field itself, not the object that lacks it
+        param = f"{param}.{missing.group('field')}" if param else missing.group("field")
     if param is not None:
         message = f"Invalid value for '{param}': {message}"
     return InvalidRequest(message, param=param)
