@@ -26,6 +26,11 @@ class UpstreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     read_timeout: float = 600.0
     max_connections: int = 256
     extra_headers: dict[str, str] = msgspec.field(default_factory=dict)
+    # Chat Completions upstreams: send MiniMax's `reasoning_split` (None: the adapter's default,
+    # on for minimax, off otherwise) and how to read inline `<think>` tags in `content` (None:
+    # "auto", only when the content opens with `<think>`; "always": the template opened it).
+    reasoning_split: bool | None = None
+    think_tags: Literal["auto", "always", "never"] | None = None
 
 
 class LocalModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,6 +58,9 @@ class BillingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     hold_ttl_seconds: int = 1500  # task deadline (20 min) + margin
     sweep_interval_seconds: float = 30.0
     starting_credit_usd: str = "0"
+    # runapi-contract §7.5: an account that never paid (no top-up, tier 0, not postpaid) gets only
+    # free first calls; promotional (bonus) credit alone does not unlock paid calls.
+    paid_only_after_free: bool = True
 
 
 class TaskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -129,6 +137,7 @@ ENV_VARS: dict[str, str] = {
     "RUNAPI_WEBHOOKS_ALLOW_HTTP": "webhooks.allow_http",
     "RUNAPI_WEBHOOKS_ALLOW_PRIVATE": "webhooks.allow_private",
     "RUNAPI_FREE_FIRST_CALL": "billing.free_first_call",
+    "RUNAPI_PAID_ONLY_AFTER_FREE": "billing.paid_only_after_free",
     "RUNAPI_HOLD_TTL_SECONDS": "billing.hold_ttl_seconds",
     "RUNAPI_SWEEP_INTERVAL_SECONDS": "billing.sweep_interval_seconds",
     "RUNAPI_CONSOLE": "console",

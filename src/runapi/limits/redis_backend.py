@@ -1,0 +1,185 @@
+"""Bucket state in Redis, shared by every gateway process: one Lua script call per check-and-debit.
+
+Scripts are loaded once (SCRIPT LOAD) and run by sha (EVALSHA); after a Redis restart the first
+NOSCRIPT reply reloads them. Every call is bounded by `timeout`; any failure surfaces as
+`BackendUnavailable`, and the Limiter applies the configured failure mode. (A call that ran in
+Redis but whose reply was lost leaves a slot behind; its lease expires it.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from runapi.limits import redis_script
+from runapi.limits.buckets import (
+    Adjustment,
+    AdmitOutcome,
+    AdmitRequest,
+    BackendUnavailable,
+    Dimension,
+    Refusal,
+    Scope,
+    SlotRef,
+    Used,
+)
+from runapi.limits.tiers import LimitValues
+
+DEFAULT_PREFIX = "runapi:rl:"
+# Lease refreshes are pipelined in batches of this many slots.
+_REFRESH_BATCH = 256
+
+
+class RedisLimiterBackend:
+    needs_lease_refresh = True
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timeout: float = 0.25,
+        lease_seconds: float = 60.0,
+        output_flush_seconds: float = 0.25,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """`clock` (seconds) replaces the Redis server's clock; for tests only, since every process
+        sharing the buckets must use the same clock."""
+        self._redis = client
+        self._prefix = prefix
+        self._timeout = timeout
+        self.lease_seconds = lease_seconds
+        self.output_flush_seconds = output_flush_seconds
+        self._lease_ms = str(int(lease_seconds * 1000))
+        self._clock = clock
+        self._shas: dict[str, str] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 0.25, **kwargs: Any) -> RedisLimiterBackend:
+        client = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # No client-side retries: the caller's deadline is `timeout`, and a retry loop with
+            # backoff would turn an outage into a hang.
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(client, timeout=timeout, **kwargs)
+
+    async def load_scripts(self) -> None:
+        """Load the scripts now (optional; the first call loads them otherwise)."""
+        for source in (redis_script.ADMIT, redis_script.ADJUST, redis_script.REFRESH):
+            await self._bounded(self._load(source))
+
+    async def admit(self, request: AdmitRequest) -> AdmitOutcome:
+        slot = request.slot
+        args = [
+            self._now_ms(),
+            slot.slot_id,
+            self._lease_ms,
+            str(request.est_input_tokens),
+            *_caps(request.key_limits, with_concurrency=True),
+            *_caps(request.account_limits, with_concurrency=True),
+        ]
+        reply = await self._bounded(self._run(redis_script.ADMIT, self._keys(slot), args))
+        key, account = _used(reply[5:11])
+        refusal = None
+        if reply[0] != "1":
+            refusal = Refusal(
+                scope=Scope(reply[2]),
+                dimension=Dimension(reply[3]),
+                limit=int(float(reply[4])),
+                retry_after=float(reply[1]) / 1000,
+            )
+        return AdmitOutcome(refusal=refusal, key=key, account=account)
+
+    async def adjust(self, adjustment: Adjustment) -> tuple[Used, Used]:
+        slot = adjustment.slot
+        args = [
+            self._now_ms(),
+            slot.slot_id,
+            self._lease_ms,
+            str(adjustment.input_delta),
+            str(adjustment.output_tokens),
+            "1" if adjustment.release else "0",
+            *_caps(adjustment.key_limits, with_concurrency=False),
+            *_caps(adjustment.account_limits, with_concurrency=False),
+        ]
+        reply = await self._bounded(self._run(redis_script.ADJUST, self._keys(slot), args))
+        return _used(reply)
+
+    async def refresh_leases(self, slots: Sequence[SlotRef]) -> None:
+        for start in range(0, len(slots), _REFRESH_BATCH):
+            await self._bounded(self._refresh_batch(slots[start : start + _REFRESH_BATCH]))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+    # -- internals
+
+    def _keys(self, slot: SlotRef) -> list[str]:
+        # One hash tag per account keeps a request's keys in one Redis Cluster slot.
+        base = f"{self._prefix}{{a{slot.account_id}}}"
+        key_buckets = f"{base}:k:{slot.key_id}:{slot.model_class}"
+        account_buckets = f"{base}:a:{slot.model_class}"
+        return [key_buckets, key_buckets + ":slots", account_buckets, account_buckets + ":slots"]
+
+    def _now_ms(self) -> str:
+        return "-1" if self._clock is None else repr(self._clock() * 1000)
+
+    async def _bounded(self, call: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise BackendUnavailable(f"Redis did not answer: {type(exc).__name__}: {exc}") from exc
+
+    async def _load(self, source: str) -> str:
+        sha: str = await self._redis.script_load(source)
+        self._shas[source] = sha
+        return sha
+
+    async def _run(self, source: str, keys: list[str], args: list[str]) -> list[str]:
+        sha = self._shas.get(source) or await self._load(source)
+        try:
+            reply = await self._redis.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # Redis restarted or flushed its script cache since we loaded it.
+            sha = await self._load(source)
+            reply = await self._redis.evalsha(sha, len(keys), *keys, *args)
+        return [str(part) for part in reply]
+
+    async def _refresh_batch(self, slots: Sequence[SlotRef]) -> None:
+        source = redis_script.REFRESH
+        sha = self._shas.get(source) or await self._load(source)
+        for attempt in range(2):
+            pipe = self._redis.pipeline(transaction=False)
+            for slot in slots:
+                keys = self._keys(slot)
+                pipe.evalsha(sha, 2, keys[1], keys[3], self._now_ms(), slot.slot_id, self._lease_ms)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:
+                if attempt:
+                    raise
+                sha = await self._load(source)
+
+
+def _caps(limits: LimitValues, *, with_concurrency: bool) -> list[str]:
+    caps = [limits.rpm, limits.itpm, limits.otpm]
+    if with_concurrency:
+        caps.append(limits.concurrent)
+    return [str(c) for c in caps]
+
+
+def _used(parts: Sequence[str]) -> tuple[Used, Used]:
+    values = [float(p) for p in parts]
+    return Used(*values[0:3]), Used(*values[3:6])
