@@ -44,7 +44,7 @@ def gateway(request: pytest.FixtureRequest, simulator: Proc, tmp_path_factory: p
     backend: str = request.param
     url = database_for(backend, tmp_path_factory.mktemp(f"gw-{backend}"))
     env = gateway_env(url, simulator.url)
-    with running_gateway(env, "0") as gw:
+    with running_gateway(env, "100") as gw:
         yield gw
     if backend == "postgres":
         drop_postgres(url)

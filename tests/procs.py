@@ -193,3 +193,26 @@ def running_gateway(env: dict[str, str], credit: str = "100", *args: str) -> Ite
 
 def sqlite_url(tmp: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp / 'runapi.db'}"
+
+
+def http_json(
+    method: str, url: str, body: object | None = None, headers: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, dict[str, str], object]:
+    """A raw HTTP call for asserting on exact statuses, headers and bodies (stdlib only)."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            status, hdrs = resp.status, {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        status, hdrs = err.code, {k.lower(): v for k, v in err.headers.items()}
+    try:
+        parsed: object = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return status, hdrs, parsed

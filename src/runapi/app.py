@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from runapi.api.common import error_response, json_response, request_id
 from runapi.auth import AccountRepository, KeyRepository
-from runapi.catalog import ModelEntry, load_catalog
+from runapi.catalog import load_catalog
 from runapi.errors import NotFound, RunapiError
 from runapi.pipeline import Pipeline, PipelineHooks
 from runapi.providers.registry import ProviderRegistry
 from runapi.services import SERVICES, Services
 from runapi.settings import Settings
+from runapi.routes import count_tokens, models
 from runapi.store.database import Database
+from runapi.store.secrets import shared_secret
+from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
 from runapi.surfaces.base import Surface
 from runapi.surfaces.openai_chat import ChatCompletionsSurface
+from runapi.surfaces.openai_responses import ResponsesSurface
+from runapi.surfaces.reasoning_signature import ReasoningSigner
 
 log = logging.getLogger("runapi")
 
@@ -43,27 +49,6 @@ def _generation_route(surface: Surface) -> Handler:
         return await request.app[PIPELINE].handle(request, surface)
 
     return handler
-
-
-def _model_object(model: ModelEntry) -> dict[str, object]:
-    created = 0
-    if model.released:
-        from datetime import UTC, datetime
-
-        created = int(datetime.fromisoformat(model.released).replace(tzinfo=UTC).timestamp())
-    return {"id": model.id, "object": "model", "created": created, "owned_by": model.family}
-
-
-async def list_models(request: web.Request) -> web.StreamResponse:
-    catalog = request.app[SERVICES].catalog
-    data = [_model_object(m) for m in catalog if m.status != "disabled"]
-    return json_response({"object": "list", "data": data}, headers={"x-request-id": request_id(request)})
-
-
-async def get_model(request: web.Request) -> web.StreamResponse:
-    catalog = request.app[SERVICES].catalog
-    model = catalog.resolve(request.match_info["model_id"])
-    return json_response(_model_object(model), headers={"x-request-id": request_id(request)})
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -97,13 +82,21 @@ def build_app(settings: Settings, services: Services | None = None, hooks: Pipel
     app[PIPELINE] = Pipeline(services, hooks or PipelineHooks())
 
     chat = ChatCompletionsSurface()
+    # Until startup reads the deployment's shared key, sign with a throwaway one.
+    messages = AnthropicMessagesSurface(signing_key=os.urandom(32))
+    responses = ResponsesSurface(signing_key=os.urandom(32))
     app.router.add_post("/v1/chat/completions", _generation_route(chat))
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model_id}", get_model)
+    app.router.add_post("/v1/messages", _generation_route(messages))
+    app.router.add_post("/v1/responses", _generation_route(responses))
+    app.router.add_routes(count_tokens.routes(messages, responses))
+    app.router.add_routes(models.routes())
     app.router.add_get("/health", health)
 
     async def startup(app: web.Application) -> None:
         await services.db.migrate()
+        # Thinking signatures must verify on every worker and after restarts: one shared key.
+        signer = ReasoningSigner(await shared_secret(services.db, "reasoning_signature"))
+        messages.signer = responses.signer = signer
         await services.providers.start()
 
     async def cleanup(app: web.Application) -> None:

@@ -1,13 +1,101 @@
-"""Compose the full gateway: services, the pipeline's hooks and every route (floor 5)."""
+"""Compose the full gateway: services, the pipeline's hooks and every route (floor 5).
+
+`app.build_app` knows the surfaces; this module adds the packages around them: limits, billing,
+tasks, skills, the console and metrics, with their background loops.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
+
 from aiohttp import web
 
+import runapi
+from runapi.api import account as account_api
+from runapi.api import admin as admin_api
+from runapi.api import limits as limits_api
+from runapi.api import skills as skills_api
 from runapi.app import build_app, build_services
+from runapi.billing import Ledger
+from runapi.limits.limiter import build_limiter
+from runapi.limits.promotion import promote_due_accounts
+from runapi.limits.tiers import TierTable
+from runapi.metrics import Metrics
+from runapi.pipeline.gateway_hooks import GatewayHooks
+from runapi.services import Services
 from runapi.settings import Settings
+from runapi.skills import SkillCatalog
+from runapi.surfaces import request_json_schemas
+
+log = logging.getLogger("runapi")
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+_BACKGROUND: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("background", list)
+_STOP: web.AppKey[asyncio.Event] = web.AppKey("stop", asyncio.Event)
 
 
-def build_gateway(settings: Settings) -> web.Application:
-    services = build_services(settings)
-    return build_app(settings, services)
+def build_gateway(settings: Settings, services: Services | None = None) -> web.Application:
+    services = services or build_services(settings)
+    tiers = TierTable.from_settings(settings.limits)
+    services.extras[limits_api.TIERS_EXTRA] = tiers
+    metrics = Metrics()
+    hooks = GatewayHooks(limiter=build_limiter(settings), tiers=tiers, ledger=None, metrics=metrics)
+    app = build_app(settings, services, hooks)
+    app[METRICS] = metrics
+    services.extras["skills"] = SkillCatalog(
+        services.catalog, settings.base_url, request_json_schemas(), runapi.__version__
+    )
+    app.router.add_routes(account_api.routes())
+    app.router.add_routes(admin_api.routes())
+    app.router.add_routes(limits_api.routes())
+    app.router.add_routes(skills_api.routes())
+    app.router.add_get("/metrics", _metrics_route)
+
+    async def startup(app: web.Application) -> None:
+        caps = {spec.tier: spec.monthly_spend_cap_micros for spec in tiers.tiers}
+        ledger = await Ledger.start(services.db, services.catalog, settings.billing, postpaid_caps=caps)
+        hooks.ledger = ledger
+        services.extras[account_api.LEDGER_EXTRA] = ledger
+        stop = asyncio.Event()
+        app[_STOP] = stop
+        app[_BACKGROUND] = [
+            asyncio.create_task(ledger.run_sweeper(stop), name="hold-sweeper"),
+            asyncio.create_task(_promotions(services, tiers, stop, settings.billing.sweep_interval_seconds)),
+        ]
+
+    async def cleanup(app: web.Application) -> None:
+        app[_STOP].set()
+        for task in app[_BACKGROUND]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if hooks.limiter is not None:
+            await hooks.limiter.aclose()
+
+    app.on_startup.append(startup)
+    # Before app.py's cleanup closes the database and the providers.
+    app.on_cleanup.insert(0, cleanup)
+    return app
+
+
+async def _promotions(services: Services, tiers: TierTable, stop: asyncio.Event, interval: float) -> None:
+    """Tier conditions that depend on time (days since first payment) come due without a request."""
+    while not stop.is_set():
+        try:
+            for promotion in await promote_due_accounts(services.db, tiers):
+                services.keys.forget_account(promotion.account_id)
+        except Exception:
+            log.exception("tier promotion sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+async def _metrics_route(request: web.Request) -> web.StreamResponse:
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+

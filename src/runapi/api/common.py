@@ -40,11 +40,14 @@ def require_admin(request: web.Request) -> None:
         raise AuthenticationFailed("Invalid admin key.")
 
 
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+
+
 def request_id(request: web.Request) -> str:
-    rid = request.get("request_id")
-    if not isinstance(rid, str):
+    rid = request.get(REQUEST_ID)
+    if rid is None:
         rid = "req_" + new_ulid()
-        request["request_id"] = rid
+        request[REQUEST_ID] = rid
     return rid
 
 

@@ -16,9 +16,40 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 
 
 async def credit_account(db: Database, account_id: int, usd: Decimal, payment_id: str | None = None) -> None:
+    """A top-up, then the tier promotion it may earn (paid spend is what tiers count)."""
     from runapi.billing import credit_usd
+    from runapi.limits.promotion import promote_if_due
+    from runapi.limits.tiers import TierTable
+    from runapi.settings import load_settings
 
     await credit_usd(db, account_id, usd, payment_id)
+    await promote_if_due(db, account_id, TierTable.from_settings(load_settings().limits))
+
+
+async def pin_tier(db: Database, account_id: int, tier: int | None) -> None:
+    from sqlalchemy import update
+
+    from runapi.store.schema import accounts
+
+    values = {"tier": tier, "tier_pinned": True} if tier is not None else {"tier_pinned": False}
+    async with db.begin() as conn:
+        await conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
+
+
+@accounts_app.command("set-tier")
+def accounts_set_tier(
+    account: int,
+    tier: int | None = typer.Argument(None, help="Tier to pin; omit with --unpin to return to automatic."),
+    unpin: bool = typer.Option(False, "--unpin", help="Let promotion manage the tier again."),
+    config: str | None = ConfigOption,
+) -> None:
+    """Pin an account's usage tier (operator override; automatic promotion never demotes)."""
+    if tier is None and not unpin:
+        console.print("[red]give a tier or --unpin[/red]")
+        raise typer.Exit(2)
+    settings = settings_from(config)
+    with_db(settings, lambda db: pin_tier(db, account, None if unpin else tier))
+    out.print(f"account {account}: " + ("tier unpinned" if unpin else f"tier pinned to {tier}"))
 
 
 @accounts_app.command("create")

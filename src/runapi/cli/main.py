@@ -9,10 +9,14 @@ import typer
 
 from runapi.cli._run import ConfigOption, console, out, settings_from, with_db
 from runapi.cli.accounts import accounts_app, credit_account, keys_app
+from runapi.cli.invoices import invoices_app
+from runapi.cli.skills import skills_app
 
 app = typer.Typer(help="runapi: a self-hostable LLM API gateway.", no_args_is_help=True, add_completion=False)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
+app.add_typer(invoices_app, name="invoices")
+app.add_typer(skills_app, name="skills")
 
 
 @app.command()

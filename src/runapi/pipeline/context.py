@@ -32,6 +32,7 @@ class Generation:
     fingerprint: str | None = None
     admission: Any = None  # billing Admission (None when billing is off)
     ticket: Any = None  # limiter ticket (None when limits are off)
+    refusal_state: Any = None  # limiter state of a 429, for its headers
     started_monotonic: float = field(default_factory=time.monotonic)
     first_byte_monotonic: float | None = None
     completion: Completion | None = None

@@ -100,7 +100,7 @@ class Pipeline:
             headers["X-RunAPI-Task-Id"] = gen.task_id
             await self.hooks.task_created(gen)
         except RunapiError as exc:
-            if gen is not None and gen.ticket is not None:
+            if gen is not None:
                 headers.update(self.hooks.rate_limit_headers(gen))
             return self._error(surface, exc, headers)
 

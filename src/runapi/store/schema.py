@@ -54,6 +54,10 @@ accounts = Table(
     Column("tier_pinned", Boolean, nullable=False, default=False),
     Column("postpaid", Boolean, nullable=False, default=False),
     Column("monthly_cap_micros", BigInteger),
+    # Spend of the current UTC month (postpaid cap guard, runapi-contract §8.4); reset by the first
+    # settlement of a new month, so the guard never sums the ledger.
+    Column("spend_month", String(7)),
+    Column("spend_month_micros", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 api_keys = Table(
@@ -222,6 +226,8 @@ instances = Table(
     Column("id", String(40), primary_key=True),
     Column("hostname", String(255), nullable=False),
     Column("pid", Integer, nullable=False),
+    # hostname|boot id|pid namespace: equal keys mean `pid` is checkable from here.
+    Column("host_key", String(200), nullable=False, default=""),
     Column("started_at", TS, nullable=False),
     Column("heartbeat_at", TS, nullable=False),
 )
@@ -260,4 +266,13 @@ invoices = Table(
     Column("total_micros", BigInteger, nullable=False),
     Column("issued_at", TS, nullable=False),
     UniqueConstraint("account_id", "period", name="uq_invoices_account_period"),
+)
+
+gateway_secrets = Table(
+    "gateway_secrets",
+    metadata,
+    # Deployment-wide secrets every worker must share (e.g. the reasoning-signature key).
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+    Column("created_at", TS, nullable=False),
 )

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: ce894ddb9e7b
+Revision ID: 8794910c3b50
 Revises: 
-Create Date: 2026-11-25 21:48:30.908807
+Create Date: 2026-11-25 22:04:38.402694
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = 'ce894ddb9e7b'
+revision = '8794910c3b50'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -34,7 +34,15 @@ def upgrade() -> None:
     sa.Column('tier_pinned', sa.Boolean(), nullable=False),
     sa.Column('postpaid', sa.Boolean(), nullable=False),
     sa.Column('monthly_cap_micros', sa.BigInteger(), nullable=True),
+    sa.Column('spend_month', sa.String(length=7), nullable=True),
+    sa.Column('spend_month_micros', sa.BigInteger(), server_default='0', nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_accounts'))
+    )
+    op.create_table('gateway_secrets',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.String(length=256), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_gateway_secrets'))
     )
     op.create_table('idempotency_keys',
     sa.Column('api_key_id', sa.String(length=40), nullable=False),
@@ -44,6 +52,15 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('api_key_id', 'key', name=op.f('pk_idempotency_keys'))
+    )
+    op.create_table('instances',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('hostname', sa.String(length=255), nullable=False),
+    sa.Column('pid', sa.Integer(), nullable=False),
+    sa.Column('host_key', sa.String(length=200), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_instances'))
     )
     op.create_table('price_schedules',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -104,6 +121,8 @@ def upgrade() -> None:
     sa.Column('response_headers', sa.JSON(), nullable=True),
     sa.Column('response_body', sa.Text(), nullable=True),
     sa.Column('data_removed', sa.Boolean(), nullable=False),
+    sa.Column('worker_id', sa.String(length=40), nullable=True),
+    sa.Column('cancel_requested', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tasks'))
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
@@ -144,6 +163,12 @@ def upgrade() -> None:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_outbox_task_id'), ['task_id'], unique=False)
 
+    op.create_table('webhook_stopped_urls',
+    sa.Column('api_key_id', sa.String(length=40), nullable=False),
+    sa.Column('url', sa.String(length=2048), nullable=False),
+    sa.Column('stopped_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('api_key_id', 'url', name=op.f('pk_webhook_stopped_urls'))
+    )
     op.create_table('api_keys',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -236,6 +261,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_api_keys_account_id'))
 
     op.drop_table('api_keys')
+    op.drop_table('webhook_stopped_urls')
     with op.batch_alter_table('webhook_outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_webhook_outbox_task_id'))
         batch_op.drop_index('ix_outbox_due')
@@ -254,6 +280,8 @@ def downgrade() -> None:
     op.drop_table('tasks')
     op.drop_table('response_inputs')
     op.drop_table('price_schedules')
+    op.drop_table('instances')
     op.drop_table('idempotency_keys')
+    op.drop_table('gateway_secrets')
     op.drop_table('accounts')
     # ### end Alembic commands ###

@@ -1,0 +1,151 @@
+"""The pipeline's hooks with the real limits, billing and metrics wired in.
+
+Order per request (runapi-contract §6.2): rate limits (RPM, concurrency, ITPM estimate) → free
+grant or hold → task → upstream; limits are checked first, so a refused request costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from runapi.billing import Ledger
+from runapi.billing.records import Admission
+from runapi.errors import RunapiError
+from runapi.limits.limiter import LimitExceeded, Limiter, LimitState
+from runapi.limits.tiers import TierTable
+from runapi.metrics import Metrics
+from runapi.pipeline.context import Generation
+from runapi.pipeline.hooks import PipelineHooks
+from runapi.surfaces.base import RateLimitView
+
+log = logging.getLogger("runapi.pipeline")
+
+
+def rate_limit_view(state: LimitState) -> RateLimitView:
+    return RateLimitView(
+        requests_limit=state.requests.limit,
+        requests_remaining=state.requests.remaining,
+        requests_reset_s=state.requests.reset_seconds,
+        input_tokens_limit=state.input_tokens.limit,
+        input_tokens_remaining=state.input_tokens.remaining,
+        input_tokens_reset_s=state.input_tokens.reset_seconds,
+        output_tokens_limit=state.output_tokens.limit,
+        output_tokens_remaining=state.output_tokens.remaining,
+        output_tokens_reset_s=state.output_tokens.reset_seconds,
+    )
+
+
+class GatewayHooks(PipelineHooks):
+    def __init__(
+        self,
+        *,
+        limiter: Limiter | None,
+        tiers: TierTable,
+        ledger: Ledger | None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.limiter = limiter
+        self.tiers = tiers
+        self.ledger = ledger
+        self.metrics = metrics
+
+    # ------------------------------------------------------------------ admission
+
+    async def admit(self, gen: Generation) -> None:
+        principal = gen.principal
+        if self.limiter is not None:
+            limits = self.tiers.limits_for(principal.tier, gen.model.model_class, principal.limit_overrides)
+            try:
+                gen.ticket = await self.limiter.admit(
+                    key_id=principal.key_id,
+                    account_id=principal.account_id,
+                    model_class=gen.model.model_class,
+                    limits=limits,
+                    est_input_tokens=gen.est_input_tokens,
+                )
+            except LimitExceeded as exc:
+                gen.refusal_state = exc.state
+                self._rejected(exc)
+                raise
+        if self.ledger is not None:
+            try:
+                gen.admission = await self.ledger.admit(
+                    account_id=principal.account_id,
+                    account_created_at=principal.account_created_at,
+                    task_id=gen.task_id,
+                    model=gen.model,
+                    est_input_tokens=gen.est_input_tokens,
+                    max_output_tokens=gen.decoded.request.max_output_tokens,
+                )
+            except RunapiError as exc:
+                await self._release_limits(gen)
+                self._rejected(exc)
+                raise
+
+    def rate_limit_headers(self, gen: Generation) -> dict[str, str]:
+        state: LimitState | None = None
+        if gen.ticket is not None and self.limiter is not None:
+            state = self.limiter.view(gen.ticket)
+        elif gen.refusal_state is not None:
+            state = gen.refusal_state
+        if state is None:
+            return {}
+        return gen.surface.rate_limit_headers(rate_limit_view(state))
+
+    async def debit_output(self, gen: Generation, tokens: int) -> None:
+        if self.limiter is not None and gen.ticket is not None:
+            await self.limiter.add_output(gen.ticket, tokens)
+
+    # ------------------------------------------------------------------ settlement
+
+    async def settle(self, gen: Generation, client_gone: bool) -> None:
+        usage = gen.usage
+        assert usage is not None
+        if self.ledger is None or not isinstance(gen.admission, Admission):
+            gen.billed, gen.cost_micros = False, 0
+            return
+        charge = await self.ledger.settle(gen.admission, usage, gen.model)
+        gen.cost_micros = charge.cost_micros
+        gen.billed = charge.billed
+        gen.free_call = charge.free_call
+        gen.zero_charge_reason = charge.zero_charge_reason
+        gen.price_schedule_id = charge.price_schedule_id
+
+    async def void(self, gen: Generation, reason: str) -> None:
+        gen.zero_charge_reason = reason
+        gen.cost_micros, gen.billed = 0, False
+        if self.ledger is not None and isinstance(gen.admission, Admission):
+            charge = await self.ledger.void(gen.admission, reason)
+            gen.price_schedule_id = charge.price_schedule_id
+
+    async def finished(self, gen: Generation) -> None:
+        await self._release_limits(gen)
+        if self.metrics is not None:
+            usage = gen.usage
+            self.metrics.finished(
+                gen.surface.endpoint,
+                gen.model.id,
+                gen.status,
+                time.monotonic() - gen.started_monotonic,
+                usage.input_tokens if usage else 0,
+                usage.output_tokens if usage else 0,
+                gen.cost_micros,
+            )
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _release_limits(self, gen: Generation) -> None:
+        if self.limiter is None or gen.ticket is None:
+            return
+        usage = gen.usage
+        await self.limiter.release(
+            gen.ticket,
+            # ITPM counts uncached input and cache writes; cache reads are exempt (§6.2).
+            input_tokens=(usage.uncached_input_tokens + usage.cache_write_tokens) if usage else None,
+            output_tokens=usage.output_tokens if usage else None,
+        )
+
+    def _rejected(self, error: RunapiError) -> None:
+        if self.metrics is not None:
+            self.metrics.rejected(error.status)

@@ -1,0 +1,1 @@
+"""HTTP routes of the client surfaces (floor 5: they join surfaces, pipeline and services)."""
