@@ -29,6 +29,7 @@ log = logging.getLogger("runapi")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PIPELINE: web.AppKey[Pipeline] = web.AppKey("pipeline", Pipeline)
+RESPONSES: web.AppKey[ResponsesSurface] = web.AppKey("responses_surface", ResponsesSurface)
 
 
 def build_services(settings: Settings) -> Services:
@@ -85,6 +86,7 @@ def build_app(settings: Settings, services: Services | None = None, hooks: Pipel
     # Until startup reads the deployment's shared key, sign with a throwaway one.
     messages = AnthropicMessagesSurface(signing_key=os.urandom(32))
     responses = ResponsesSurface(signing_key=os.urandom(32))
+    app[RESPONSES] = responses
     app.router.add_post("/v1/chat/completions", _generation_route(chat))
     app.router.add_post("/v1/messages", _generation_route(messages))
     app.router.add_post("/v1/responses", _generation_route(responses))

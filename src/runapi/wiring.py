@@ -18,17 +18,22 @@ from runapi.api import account as account_api
 from runapi.api import admin as admin_api
 from runapi.api import limits as limits_api
 from runapi.api import skills as skills_api
-from runapi.app import build_app, build_services
+from runapi.api import tasks as tasks_api
+from runapi.app import RESPONSES, build_app, build_services
 from runapi.billing import Ledger
 from runapi.limits.limiter import build_limiter
 from runapi.limits.promotion import promote_due_accounts
 from runapi.limits.tiers import TierTable
 from runapi.metrics import Metrics
+from runapi.billing.records import Admission
 from runapi.pipeline.gateway_hooks import GatewayHooks
+from runapi.routes import responses_state
 from runapi.services import Services
 from runapi.settings import Settings
 from runapi.skills import SkillCatalog
 from runapi.surfaces import request_json_schemas
+from runapi.tasks.service import TaskRecord, Tasks
+from runapi.tasks.history import ResponseHistory
 
 log = logging.getLogger("runapi")
 
@@ -42,7 +47,17 @@ def build_gateway(settings: Settings, services: Services | None = None) -> web.A
     tiers = TierTable.from_settings(settings.limits)
     services.extras[limits_api.TIERS_EXTRA] = tiers
     metrics = Metrics()
-    hooks = GatewayHooks(limiter=build_limiter(settings), tiers=tiers, ledger=None, metrics=metrics)
+    tasks = Tasks(services.db, settings)
+    history = ResponseHistory(services.db, settings.tasks.retention_days)
+    services.extras["tasks"] = tasks
+    hooks = GatewayHooks(
+        settings=settings,
+        limiter=build_limiter(settings),
+        tiers=tiers,
+        tasks=tasks,
+        history=history,
+        metrics=metrics,
+    )
     app = build_app(settings, services, hooks)
     app[METRICS] = metrics
     services.extras["skills"] = SkillCatalog(
@@ -52,6 +67,8 @@ def build_gateway(settings: Settings, services: Services | None = None) -> web.A
     app.router.add_routes(admin_api.routes())
     app.router.add_routes(limits_api.routes())
     app.router.add_routes(skills_api.routes())
+    app.router.add_routes(tasks_api.routes())
+    app.router.add_routes(responses_state.routes(app[RESPONSES], tasks, history))
     app.router.add_get("/metrics", _metrics_route)
 
     async def startup(app: web.Application) -> None:
@@ -59,6 +76,26 @@ def build_gateway(settings: Settings, services: Services | None = None) -> web.A
         ledger = await Ledger.start(services.db, services.catalog, settings.billing, postpaid_caps=caps)
         hooks.ledger = ledger
         services.extras[account_api.LEDGER_EXTRA] = ledger
+
+        async def void_orphans(records: list[TaskRecord]) -> None:
+            """Tasks of a dead process: release whatever admission reserved for them."""
+            for record in records:
+                for free_call in (False, True):  # a hold or a free-grant reservation, never both
+                    await ledger.void(
+                        Admission(
+                            task_id=record.id,
+                            account_id=record.account_id,
+                            model=record.model,
+                            hold_micros=0,
+                            free_call=free_call,
+                            output_cap=None,
+                            created_at=record.created_at,
+                            reserved=True,
+                        ),
+                        "failed",
+                    )
+
+        await tasks.start(on_orphans=void_orphans)
         stop = asyncio.Event()
         app[_STOP] = stop
         app[_BACKGROUND] = [
@@ -72,6 +109,7 @@ def build_gateway(settings: Settings, services: Services | None = None) -> web.A
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await tasks.close()
         if hooks.limiter is not None:
             await hooks.limiter.aclose()
 

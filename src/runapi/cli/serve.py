@@ -51,12 +51,20 @@ def _bind(settings: Settings) -> socket.socket:
     return sock
 
 
-def _serve_on(sock: socket.socket, settings: Settings) -> None:
+def _serve_on(sock: socket.socket, settings: Settings, announce: str | None) -> None:
     from runapi.wiring import build_gateway
 
     _install_uvloop()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = build_gateway(settings)
+    if announce is not None:
+
+        async def ready(app: web.Application) -> None:
+            # Printed once startup (migrations, model load, recovery) has succeeded, so whoever
+            # waits for this line knows the gateway answers.
+            print(announce, flush=True)
+
+        app.on_startup.append(ready)
     # handler_cancellation: a client that disconnects cancels its handler, so a sync request's
     # upstream call stops too (the pipeline settles what was produced).
     web.run_app(app, sock=sock, print=None, handle_signals=True, access_log=None, handler_cancellation=True)
@@ -65,13 +73,16 @@ def _serve_on(sock: socket.socket, settings: Settings) -> None:
 def serve(settings: Settings) -> None:
     sock = _bind(settings)
     host, port = sock.getsockname()[:2]
-    print(f"runapi listening on http://{host}:{port}", flush=True)
+    announce = f"runapi listening on http://{host}:{port}"
     if settings.workers <= 1:
-        _serve_on(sock, settings)
+        _serve_on(sock, settings, announce)
         return
     # Workers share the listening socket (pre-fork); shared state lives in the database and Redis.
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_serve_on, args=(sock, settings), daemon=False) for _ in range(settings.workers)]
+    procs = [
+        ctx.Process(target=_serve_on, args=(sock, settings, announce if i == 0 else None), daemon=False)
+        for i in range(settings.workers)
+    ]
     for p in procs:
         p.start()
 

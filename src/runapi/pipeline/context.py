@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runapi.auth import Principal
-from runapi.canonical import Completion, Usage
+from runapi.canonical import Completion, Message, Usage
 from runapi.catalog import ModelEntry
 from runapi.errors import RunapiError
 from runapi.providers.base import Provider
@@ -33,6 +33,9 @@ class Generation:
     admission: Any = None  # billing Admission (None when billing is off)
     ticket: Any = None  # limiter ticket (None when limits are off)
     refusal_state: Any = None  # limiter state of a 429, for its headers
+    record: Any = None  # the task record (None when tasks are not wired)
+    prefer_wait: float | None = None  # `Prefer: wait=N`: answer like sync for up to N seconds
+    history: tuple[Message, ...] = ()  # earlier turns from `previous_response_id`
     started_monotonic: float = field(default_factory=time.monotonic)
     first_byte_monotonic: float | None = None
     completion: Completion | None = None

@@ -17,7 +17,12 @@ from runapi.limits.tiers import TierTable
 from runapi.metrics import Metrics
 from runapi.pipeline.context import Generation
 from runapi.pipeline.hooks import PipelineHooks
+from runapi.pipeline.task_hooks import TaskSteps
+from runapi.settings import Settings
 from runapi.surfaces.base import RateLimitView
+from runapi.tasks.service import Tasks
+from runapi.tasks.history import ResponseHistory
+from runapi.tasks.webhooks.ssrf import check_callback_url
 
 log = logging.getLogger("runapi.pipeline")
 
@@ -36,19 +41,28 @@ def rate_limit_view(state: LimitState) -> RateLimitView:
     )
 
 
-class GatewayHooks(PipelineHooks):
+class GatewayHooks(TaskSteps, PipelineHooks):
     def __init__(
         self,
         *,
+        settings: Settings,
         limiter: Limiter | None,
         tiers: TierTable,
-        ledger: Ledger | None,
+        ledger: Ledger | None = None,
+        tasks: Tasks | None = None,
+        history: ResponseHistory | None = None,
         metrics: Metrics | None = None,
     ) -> None:
+        self.settings = settings
         self.limiter = limiter
         self.tiers = tiers
         self.ledger = ledger
+        self.tasks = tasks
+        self.history = history
         self.metrics = metrics
+
+    def validate_callback_url(self, url: str) -> None:
+        check_callback_url(url, self.settings.webhooks)
 
     # ------------------------------------------------------------------ admission
 
@@ -121,6 +135,7 @@ class GatewayHooks(PipelineHooks):
 
     async def finished(self, gen: Generation) -> None:
         await self._release_limits(gen)
+        await self.record_finished(gen)
         if self.metrics is not None:
             usage = gen.usage
             self.metrics.finished(

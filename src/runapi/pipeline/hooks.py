@@ -7,12 +7,16 @@ limits or tasks) is what lets those packages stay ignorant of each other.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
 
+from runapi.auth import Principal
+from runapi.errors import InvalidRequest
 from runapi.pipeline.context import Generation
+from runapi.surfaces.base import Decoded
 
 Runner = Callable[[Generation], Awaitable[None]]
 Publisher = Callable[[bytes], None]
@@ -37,6 +41,17 @@ class PipelineHooks:
 
     async def admit(self, gen: Generation) -> None:
         return None
+
+    async def with_history(self, decoded: Decoded, principal: Principal) -> Decoded:
+        raise InvalidRequest(
+            "previous_response_id needs stored responses, which this gateway does not keep.",
+            param="previous_response_id",
+        )
+
+    @contextmanager
+    def tracking(self, gen: Generation) -> Iterator[None]:
+        """Make a sync or stream run reachable by `POST /v1/tasks/{id}/cancel`."""
+        yield
 
     def rate_limit_headers(self, gen: Generation) -> dict[str, str]:
         return {}

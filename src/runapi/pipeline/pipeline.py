@@ -50,6 +50,8 @@ class Pipeline:
             body = await self._read_body(request)
             principal = await self.services.keys.authenticate(presented_key(request))
             decoded = surface.decode(body)
+            if decoded.gateway.previous_response_id is not None:
+                decoded = await self.hooks.with_history(decoded, principal)
             model = self.services.catalog.resolve(decoded.request.model)
             provider = self.services.providers.for_model(model)
             crid = client_request_id(request.headers)
@@ -57,7 +59,9 @@ class Pipeline:
                 headers["X-Client-Request-Id"] = crid
             idem = idempotency_key(request.headers)
             prefer = Prefer.parse(request.headers)
-            async_mode = prefer.respond_async or decoded.gateway.callback_url is not None
+            async_mode = (
+                prefer.respond_async or prefer.wait is not None or decoded.gateway.callback_url is not None
+            )
             if decoded.gateway.callback_url is not None:
                 self.hooks.validate_callback_url(decoded.gateway.callback_url)
             ulid = new_ulid()
@@ -87,6 +91,7 @@ class Pipeline:
                 idempotency_key=idem,
                 client_request_id=crid,
                 fingerprint=_fingerprint(request, body) if idem else None,
+                prefer_wait=prefer.wait,
             )
             replay = await self.hooks.claim_idempotency(gen)
             if replay is not None:
@@ -106,9 +111,10 @@ class Pipeline:
 
         if gen.mode == "async":
             return await self.hooks.submit_async(request, gen, headers, self._run_detached)
-        if gen.mode == "stream":
-            return await self._stream(request, gen, headers)
-        return await self._sync(gen, headers)
+        with self.hooks.tracking(gen):
+            if gen.mode == "stream":
+                return await self._stream(request, gen, headers)
+            return await self._sync(gen, headers)
 
     # ------------------------------------------------------------------ modes
 

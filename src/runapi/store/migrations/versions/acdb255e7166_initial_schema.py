@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 8794910c3b50
+Revision ID: acdb255e7166
 Revises: 
-Create Date: 2026-11-25 22:04:38.402694
+Create Date: 2026-11-25 22:07:46.260461
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = '8794910c3b50'
+revision = 'acdb255e7166'
 down_revision = None
 branch_labels = None
 depends_on = None

@@ -1,0 +1,449 @@
+"""The two-phase ledger: hold at admission, then post or void (runapi-contract §7, §8).
+
+Every operation is one transaction of a few statements. The hold is one guarded UPDATE, so N
+parallel admissions can never overdraw an account; every later step is claimed with a guarded
+UPDATE on its `holds` / `free_grants` row (`status = 'open'` / `'reserved'`), so a hold resolves at
+most once even when a settlement, a void and the sweeper race, in one process or many; and every
+ledger insert skips an existing idempotency key, so a retried settlement never charges twice.
+
+Settlement works on batches (`settle_many`, `void_many`): one claim per table, one multi-row ledger
+insert and one account UPDATE per account with summed deltas, whatever the batch size. A
+group-commit writer can therefore collect the settlements of many requests and write them in one
+transaction; `settle` is that path with a batch of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from sqlalchemy import and_, case, false, func, insert, null, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from runapi.canonical import Usage
+from runapi.catalog import Catalog, ModelEntry
+from runapi.errors import Conflict, InsufficientCredits, NotFound
+from runapi.settings import BillingSettings
+from runapi.store.database import Database
+from runapi.store.schema import accounts, free_grants, holds, ledger_entries
+
+from .credit import TopUp, record_topup
+from .entries import (
+    EntryType,
+    ReleaseMeta,
+    dialect_insert,
+    entry_row,
+    insert_entries_once,
+    task_key,
+    utc,
+)
+from .pricing import PriceBook, hold_micros
+from .records import Admission, Charge
+from .settlement import Post, Settlement, Void, account_deltas_statement, charge_for
+
+__all__ = ["Admission", "BalanceView", "Charge", "Ledger", "TopUp"]
+
+log = logging.getLogger(__name__)
+
+# The in-flight budget frees up as running requests finish: worth a retry after a moment.
+_IN_FLIGHT_RETRY_AFTER = 2.0
+
+
+class BalanceView(msgspec.Struct, frozen=True, kw_only=True):
+    account_id: int
+    balance_micros: int  # posted
+    held_micros: int  # open holds
+    available_micros: int  # balance - held
+    bonus_micros: int  # the promotional part of `available`
+    paid_micros: int  # the rest of `available`
+    spent_today_micros: int  # net charges since 00:00 UTC (free calls net to 0)
+    spent_this_month_micros: int
+    spent_total_micros: int
+    # Tier inputs (runapi-contract §6.1): only paid credit counts.
+    paid_total_micros: int
+    first_payment_at: datetime | None
+    postpaid: bool
+    monthly_cap_micros: int | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    def __init__(
+        self,
+        db: Database,
+        prices: PriceBook,
+        settings: BillingSettings,
+        *,
+        postpaid_caps: Mapping[int, int | None] | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        """`postpaid_caps`: the monthly spend cap (µ$) of each tier, from the tier table, for
+        postpaid accounts without a cap of their own; None in it means no cap (invoiced)."""
+        self.db = db
+        self.prices = prices
+        self.settings = settings
+        self._clock = clock
+        self._cap = _cap_expression(postpaid_caps or {})
+        # A consumed grant never comes back, so this process stops asking for it (no statement).
+        self._consumed_grants: set[tuple[int, str]] = set()
+
+    @classmethod
+    async def start(
+        cls,
+        db: Database,
+        catalog: Catalog,
+        settings: BillingSettings,
+        postpaid_caps: Mapping[int, int | None] | None = None,
+    ) -> Ledger:
+        """At startup: seed the catalog's prices (idempotent) and load every schedule into memory."""
+        return cls(db, await PriceBook.load(db, catalog), settings, postpaid_caps=postpaid_caps)
+
+    async def run_sweeper(self, stop: asyncio.Event) -> None:
+        """Sweep expired holds every `sweep_interval_seconds` until `stop` is set. Run it in every
+        process: concurrent sweeps are safe. A failed sweep is logged and retried next round."""
+        while not stop.is_set():
+            try:
+                released = await self.sweep_expired_holds()
+                if released:
+                    log.info("released %d expired holds and grant reservations", released)
+            except Exception:
+                log.exception("hold sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.sweep_interval_seconds)
+
+    # ------------------------------------------------------------ admission
+
+    async def admit(
+        self,
+        *,
+        account_id: int,
+        account_created_at: datetime,
+        task_id: str,
+        model: ModelEntry,
+        est_input_tokens: int,
+        max_output_tokens: int | None,
+    ) -> Admission:
+        """Reserve a free grant, else hold the worst-case cost; raise `InsufficientCredits` (402)."""
+        now = self._clock()
+        schedule = self.prices.schedule_for(model.id, now)
+        base = Admission(
+            task_id=task_id,
+            account_id=account_id,
+            model=model.id,
+            hold_micros=0,
+            free_call=False,
+            output_cap=max_output_tokens,
+            created_at=now,
+            price_schedule_id=schedule.id if schedule else None,
+        )
+        if schedule is None or schedule.free:
+            return base  # the local model: nothing to hold, nothing to grant
+        amount = hold_micros(
+            model, est_input_tokens, max_output_tokens, schedule.prices_for(est_input_tokens)
+        )
+        grant_may_apply = self._grant_may_apply(account_id, account_created_at, model.id, now)
+        async with self.db.begin() as conn:
+            if grant_may_apply and await self._reserve_grant(conn, account_id, model.id, task_id, now):
+                cap = self.settings.free_call_output_cap
+                capped = cap if max_output_tokens is None else min(max_output_tokens, cap)
+                return msgspec.structs.replace(base, free_call=True, output_cap=capped, reserved=True)
+            if not await self._hold(conn, account_id, amount, now):
+                raise await self._refusal(conn, account_id, amount)
+            try:
+                await conn.execute(
+                    insert(ledger_entries).values(
+                        entry_row(
+                            account_id=account_id,
+                            entry_type=EntryType.HOLD,
+                            amount_micros=amount,
+                            idempotency_key=task_key(task_id, EntryType.HOLD),
+                            created_at=now,
+                            task_id=task_id,
+                        )
+                    )
+                )
+                await conn.execute(
+                    insert(holds).values(
+                        task_id=task_id,
+                        account_id=account_id,
+                        amount_micros=amount,
+                        status="open",
+                        created_at=now,
+                        expires_at=now + timedelta(seconds=self.settings.hold_ttl_seconds),
+                    )
+                )
+            except IntegrityError as exc:
+                raise Conflict(f"Task {task_id} was already admitted.") from exc
+        return msgspec.structs.replace(base, hold_micros=amount, reserved=True)
+
+    def _grant_may_apply(self, account_id: int, created_at: datetime, model: str, now: datetime) -> bool:
+        s = self.settings
+        return (
+            s.free_first_call
+            and now - utc(created_at) < timedelta(days=s.free_call_window_days)
+            and (account_id, model) not in self._consumed_grants
+        )
+
+    async def _reserve_grant(
+        self, conn: AsyncConnection, account_id: int, model: str, task_id: str, now: datetime
+    ) -> bool:
+        """One statement: create the grant reserved, or flip it `available → reserved`; a grant that
+        is reserved by another task or consumed stays as it is (no row returned)."""
+        stmt = dialect_insert(self.db, free_grants).values(
+            account_id=account_id, model=model, status="reserved", task_id=task_id, updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+            index_elements=["account_id", "model"],
+            set_={"status": "reserved", "task_id": task_id, "updated_at": now},
+            where=free_grants.c.status == "available",
+        ).returning(free_grants.c.task_id)
+        return (await conn.execute(stmt)).first() is not None
+
+    async def _hold(self, conn: AsyncConnection, account_id: int, amount: int, now: datetime) -> bool:
+        """The guarded UPDATE of §8.4; zero rows means the hold does not fit."""
+        a = accounts.c
+        prepaid_ok = a.balance_micros - a.held_micros >= amount
+        if self.settings.paid_only_after_free:
+            prepaid_ok = and_(prepaid_ok, or_(a.first_payment_at.is_not(None), a.tier > 0))
+        month_spent = case((a.spend_month == _month(now), a.spend_month_micros), else_=0)
+        postpaid_ok = or_(self._cap.is_(None), month_spent + a.held_micros + amount <= self._cap)
+        result = await conn.execute(
+            update(accounts)
+            .where(
+                a.id == account_id,
+                or_(and_(a.postpaid == false(), prepaid_ok), and_(a.postpaid == true(), postpaid_ok)),
+            )
+            .values(held_micros=a.held_micros + amount)
+        )
+        return bool(result.rowcount)
+
+    async def _refusal(self, conn: AsyncConnection, account_id: int, amount: int) -> Exception:
+        """Only on the refusal path: read the account once to say why (§8.6)."""
+        a = accounts.c
+        row = (
+            await conn.execute(
+                select(a.balance_micros, a.held_micros, a.postpaid, a.first_payment_at, a.tier).where(
+                    a.id == account_id
+                )
+            )
+        ).first()
+        if row is None:
+            return NotFound(f"No account {account_id}.")
+        if row.postpaid:
+            return _insufficient("The monthly spend cap of this account is reached.", "monthly_spend_cap")
+        if self.settings.paid_only_after_free and row.first_payment_at is None and row.tier == 0:
+            return _insufficient(
+                "This account has no payment yet, so only the free first call of each model is "
+                "available. Add credit to continue.",
+                "insufficient_credits",
+            )
+        if row.balance_micros <= 0:
+            return _insufficient("Insufficient credits. Add credit to continue.", "insufficient_credits")
+        if amount > row.balance_micros:
+            return _insufficient(
+                "This request may cost more than the whole balance. Lower max_tokens or add credit.",
+                "weight_exceeds_budget",
+            )
+        return _insufficient(
+            "Requests in flight hold the rest of the balance. Retry when they finish, or add credit.",
+            "in_flight_budget_exhausted",
+            retry_after=_IN_FLIGHT_RETRY_AFTER,
+        )
+
+    # ------------------------------------------------------------ post / void
+
+    async def settle(self, admission: Admission, usage: Usage, model: ModelEntry) -> Charge:
+        """Post the actual cost from upstream usage and release the hold, in one transaction.
+
+        Zero output tokens void instead (`zero_completion`). Repeating it is a no-op that returns
+        the Charge recorded the first time.
+        """
+        return (await self.settle_many([(admission, usage)]))[0]
+
+    async def void(self, admission: Admission, reason: str) -> Charge:
+        """Release the hold (or give the grant back) without a charge. Idempotent.
+
+        `reason` is a `ZeroChargeReason`: failed | zero_completion | canceled_before_start."""
+        return (await self.void_many([(admission, reason)]))[0]
+
+    async def settle_many(self, items: Sequence[tuple[Admission, Usage]]) -> list[Charge]:
+        """Settle a batch in one transaction; results in the order of `items`."""
+        work = Settlement()
+        for admission, usage in items:
+            if usage.output_tokens <= 0:
+                work.voids.append(Void(admission, "zero_completion"))
+            else:
+                work.posts.append(self._price(admission, usage))
+        return await self._resolve(work, [a.task_id for a, _ in items])
+
+    async def void_many(self, items: Sequence[tuple[Admission, str]]) -> list[Charge]:
+        work = Settlement(voids=[Void(admission, reason) for admission, reason in items])
+        return await self._resolve(work, [a.task_id for a, _ in items])
+
+    def _price(self, admission: Admission, usage: Usage) -> Post:
+        schedule = None
+        if admission.price_schedule_id is not None:
+            schedule = self.prices.by_id(admission.price_schedule_id)
+        if schedule is None:
+            schedule = self.prices.schedule_for(admission.model, admission.created_at)
+        return charge_for(admission, usage, schedule)
+
+    async def _resolve(self, work: Settlement, order: list[str]) -> list[Charge]:
+        work.dedupe()
+        if work.needs_database:
+            async with self.db.begin() as conn:
+                results = await work.apply(conn, self.db, self._clock())
+            for account_id, model in work.consumed_grants:
+                self._consumed_grants.add((account_id, model))
+        else:
+            results = work.without_database()
+        return [results[task_id] for task_id in order]
+
+    # ------------------------------------------------------------ sweeper
+
+    async def sweep_expired_holds(self, now: datetime | None = None, *, batch: int = 500) -> int:
+        """Void open holds and grant reservations past their expiry (their process died).
+
+        Safe in every process at once: each hold is claimed by one guarded UPDATE, and PostgreSQL
+        skips rows another sweeper or a settlement has locked. Returns how many were released.
+        """
+        now = now or self._clock()
+        released = 0
+        for _ in range(1000):  # bounded: 500k holds per sweep at most
+            async with self.db.begin() as conn:
+                count = await self._sweep_batch(conn, now, batch)
+            released += count
+            if count < batch:
+                break
+        grant_cutoff = now - timedelta(seconds=self.settings.hold_ttl_seconds)
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                update(free_grants)
+                .where(free_grants.c.status == "reserved", free_grants.c.updated_at < grant_cutoff)
+                .values(status="available", task_id=None, updated_at=now)
+            )
+        return released + int(result.rowcount or 0)
+
+    async def _sweep_batch(self, conn: AsyncConnection, now: datetime, batch: int) -> int:
+        h = holds.c
+        expired = select(h.task_id).where(h.status == "open", h.expires_at < now).limit(batch)
+        if not self.db.is_sqlite:
+            expired = expired.with_for_update(skip_locked=True)
+        rows = (
+            await conn.execute(
+                update(holds)
+                .where(h.task_id.in_(expired), h.status == "open")
+                .values(status="voided")
+                .returning(h.task_id, h.account_id, h.amount_micros)
+            )
+        ).all()
+        if not rows:
+            return 0
+        entries = [
+            entry_row(
+                account_id=row.account_id,
+                entry_type=EntryType.HOLD_RELEASE,
+                amount_micros=-row.amount_micros,
+                idempotency_key=task_key(row.task_id, EntryType.HOLD_RELEASE),
+                created_at=now,
+                task_id=row.task_id,
+                meta=ReleaseMeta(reason="expired"),
+            )
+            for row in rows
+        ]
+        await conn.execute(insert_entries_once(self.db).values(entries))
+        released: dict[int, int] = {}
+        for row in rows:
+            released[row.account_id] = released.get(row.account_id, 0) + row.amount_micros
+        await conn.execute(
+            account_deltas_statement(),
+            [
+                {"a_id": acc, "d_cost": 0, "d_released": amount, "d_month": _month(now)}
+                for acc, amount in sorted(released.items())
+            ],
+        )
+        return len(rows)
+
+    # ------------------------------------------------------------ credit and balance
+
+    async def topup(self, account_id: int, amount_micros: int, payment_id: str, bonus: bool = False) -> TopUp:
+        """Credit a payment; see `billing.credit.record_topup`. Idempotent per payment id."""
+        now = self._clock()
+        return await record_topup(self.db, account_id, amount_micros, payment_id, bonus=bonus, now=now)
+
+    async def balance(self, account_id: int) -> BalanceView:
+        now = self._clock()
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        a, e = accounts.c, ledger_entries.c
+        spent_today = (
+            select(func.coalesce(func.sum(e.amount_micros), 0))
+            .where(
+                e.account_id == account_id,
+                e.created_at >= day_start,
+                e.type.in_([EntryType.CHARGE.value, EntryType.FREE_GRANT.value]),
+            )
+            .scalar_subquery()
+        )
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        a.balance_micros,
+                        a.held_micros,
+                        a.bonus_micros,
+                        a.spent_total_micros,
+                        a.spend_month,
+                        a.spend_month_micros,
+                        a.paid_total_micros,
+                        a.first_payment_at,
+                        a.postpaid,
+                        a.monthly_cap_micros,
+                        spent_today.label("net_today"),
+                    ).where(a.id == account_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"No account {account_id}.")
+        available = row.balance_micros - row.held_micros
+        bonus_part = max(0, min(row.bonus_micros, available))
+        return BalanceView(
+            account_id=account_id,
+            balance_micros=row.balance_micros,
+            held_micros=row.held_micros,
+            available_micros=available,
+            bonus_micros=bonus_part,
+            paid_micros=available - bonus_part,
+            spent_today_micros=-int(row.net_today),
+            spent_this_month_micros=row.spend_month_micros if row.spend_month == _month(now) else 0,
+            spent_total_micros=row.spent_total_micros,
+            paid_total_micros=row.paid_total_micros,
+            first_payment_at=utc(row.first_payment_at) if row.first_payment_at else None,
+            postpaid=bool(row.postpaid),
+            monthly_cap_micros=row.monthly_cap_micros,
+        )
+
+
+def _cap_expression(caps: Mapping[int, int | None]) -> ColumnElement[int]:
+    """The account's own cap, else its tier's (a CASE over the tier table's numbers)."""
+    a = accounts.c
+    if not caps:
+        return a.monthly_cap_micros
+    by_tier = case({tier: cap if cap is not None else null() for tier, cap in caps.items()}, value=a.tier)
+    return func.coalesce(a.monthly_cap_micros, by_tier)
+
+
+def _month(at: datetime) -> str:
+    return at.strftime("%Y-%m")
+
+
+def _insufficient(message: str, reason: str, retry_after: float | None = None) -> InsufficientCredits:
+    return InsufficientCredits(message, metadata={"reason": reason}, retry_after=retry_after)

@@ -1,0 +1,314 @@
+"""The body of a settlement transaction: post or void a batch of tasks with a fixed number of
+statements, whatever the batch size.
+
+1. Claim: `holds` rows `open → posted|voided` and `free_grants` rows `reserved → consumed|available`,
+   each with one guarded UPDATE … RETURNING. Only what this transaction claimed is released, so a
+   hold resolves at most once even when a settle, a void and the sweeper race.
+2. One multi-row ledger INSERT that skips existing idempotency keys and returns the inserted ones.
+   A charge changes the balance only when its row was inserted: a retry never charges twice.
+3. One account UPDATE per account with summed deltas (executemany, in account order so concurrent
+   batches lock accounts in the same order).
+
+A post whose hold is gone (the sweeper voided it after the process stalled) is a late settlement:
+its charge is posted directly, still under its idempotency key (runapi-contract §8.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from sqlalchemy import BigInteger, String, and_, bindparam, case, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Update
+
+from runapi.canonical import Usage
+from runapi.catalog import Prices
+from runapi.store.database import Database
+from runapi.store.schema import accounts, free_grants, holds, ledger_entries
+
+from .entries import (
+    ChargeMeta,
+    EntryType,
+    ReleaseMeta,
+    TokenCounts,
+    UnitPrices,
+    decode_charge_meta,
+    entry_row,
+    insert_entries_once,
+    task_key,
+)
+from .pricing import PriceSchedule, cost_micros
+from .records import Admission, Charge
+
+_NO_PRICES = Prices(input=Decimal(0), output=Decimal(0))
+
+
+@dataclass(slots=True)
+class Post:
+    admission: Admission
+    cost: int
+    meta: ChargeMeta
+
+    @property
+    def charge(self) -> Charge:
+        return Charge(
+            cost_micros=self.cost,
+            free_call=self.meta.free_call,
+            price_schedule_id=self.meta.price_schedule_id,
+            billed=True,
+        )
+
+
+@dataclass(slots=True)
+class Void:
+    admission: Admission
+    reason: str  # a ZeroChargeReason
+
+    @property
+    def charge(self) -> Charge:
+        return Charge(
+            cost_micros=0,
+            free_call=False,
+            price_schedule_id=self.admission.price_schedule_id,
+            billed=False,
+            zero_charge_reason=self.reason,
+        )
+
+
+def charge_for(admission: Admission, usage: Usage, schedule: PriceSchedule | None) -> Post:
+    """Price one task from upstream usage with the schedule in effect at its creation."""
+    prices = schedule.prices_for(usage.input_tokens) if schedule is not None else _NO_PRICES
+    meta = ChargeMeta(
+        model=admission.model,
+        tokens=TokenCounts.of(usage),
+        unit_prices=UnitPrices.of(prices),
+        price_schedule_id=schedule.id if schedule is not None else None,
+        free_call=admission.free_call,
+        usage_source=usage.source,
+    )
+    return Post(admission, cost_micros(usage, prices), meta)
+
+
+def account_deltas_statement() -> Update:
+    """Apply summed deltas to one account; run with executemany (`a_id`, `d_cost`, `d_released`,
+    `d_month`). Bonus credit is spent first; the month counter restarts with a new month."""
+    a = accounts.c
+    cost = bindparam("d_cost", type_=BigInteger)
+    month = bindparam("d_month", type_=String)
+    return (
+        update(accounts)
+        .where(a.id == bindparam("a_id"))
+        .values(
+            balance_micros=a.balance_micros - cost,
+            held_micros=a.held_micros - bindparam("d_released", type_=BigInteger),
+            spent_total_micros=a.spent_total_micros + cost,
+            bonus_micros=case((a.bonus_micros > cost, a.bonus_micros - cost), else_=0),
+            spend_month_micros=case((a.spend_month == month, a.spend_month_micros + cost), else_=cost),
+            spend_month=month,
+        )
+    )
+
+
+@dataclass
+class Settlement:
+    posts: list[Post] = field(default_factory=list)
+    voids: list[Void] = field(default_factory=list)
+    # (account, model) grants this settlement consumed; the ledger caches them after commit.
+    consumed_grants: list[tuple[int, str]] = field(default_factory=list)
+
+    def dedupe(self) -> None:
+        """One outcome per task: a batch writer may see the same task twice; the first one wins."""
+        seen: set[str] = set()
+        posts, voids = [], []
+        for p in self.posts:
+            if p.admission.task_id not in seen:
+                seen.add(p.admission.task_id)
+                posts.append(p)
+        for v in self.voids:
+            if v.admission.task_id not in seen:
+                seen.add(v.admission.task_id)
+                voids.append(v)
+        self.posts, self.voids = posts, voids
+
+    @property
+    def needs_database(self) -> bool:
+        return any(p.admission.reserved or p.cost > 0 for p in self.posts) or any(
+            v.admission.reserved for v in self.voids
+        )
+
+    def without_database(self) -> dict[str, Charge]:
+        """Models that cost nothing and reserved nothing: the outcome is known without I/O."""
+        out = {p.admission.task_id: p.charge for p in self.posts}
+        out.update({v.admission.task_id: v.charge for v in self.voids})
+        return out
+
+    async def apply(self, conn: AsyncConnection, db: Database, now: datetime) -> dict[str, Charge]:
+        held_posts = [p.admission for p in self.posts if p.admission.reserved and not p.admission.free_call]
+        held_voids = [v.admission for v in self.voids if v.admission.reserved and not v.admission.free_call]
+        grant_posts = [p.admission for p in self.posts if p.admission.reserved and p.admission.free_call]
+        grant_voids = [v.admission for v in self.voids if v.admission.reserved and v.admission.free_call]
+        posted = await _claim_holds(conn, held_posts, "posted")
+        voided = await _claim_holds(conn, held_voids, "voided")
+        consumed = await _claim_grants(conn, grant_posts, now, consume=True)
+        returned = await _claim_grants(conn, grant_voids, now, consume=False)
+
+        results: dict[str, Charge] = {}
+        rows: list[dict[str, Any]] = []
+        released: dict[int, int] = {}
+        paid_charges: dict[str, Post] = {}  # charge key → post, for charges that move the balance
+        free_charges: dict[str, Post] = {}
+        unresolved: list[str] = []  # outcome decided earlier: read it back
+
+        def release(admission: Admission, amount: int, reason: str) -> None:
+            rows.append(
+                entry_row(
+                    account_id=admission.account_id,
+                    entry_type=EntryType.HOLD_RELEASE,
+                    amount_micros=-amount,
+                    idempotency_key=task_key(admission.task_id, EntryType.HOLD_RELEASE),
+                    created_at=now,
+                    task_id=admission.task_id,
+                    meta=ReleaseMeta(reason=reason),
+                )
+            )
+            released[admission.account_id] = released.get(admission.account_id, 0) + amount
+
+        for post in self.posts:
+            adm, task_id = post.admission, post.admission.task_id
+            key = task_key(task_id, EntryType.CHARGE)
+            if task_id in consumed:
+                # §7.4: the charge and an equal free grant, net 0, both on record.
+                rows.append(_charge_row(post, now))
+                rows.append(
+                    entry_row(
+                        account_id=adm.account_id,
+                        entry_type=EntryType.FREE_GRANT,
+                        amount_micros=post.cost,
+                        idempotency_key=task_key(task_id, EntryType.FREE_GRANT),
+                        created_at=now,
+                        task_id=task_id,
+                    )
+                )
+                free_charges[key] = post
+                self.consumed_grants.append((adm.account_id, adm.model))
+                results[task_id] = post.charge
+                continue
+            if task_id in posted:
+                release(adm, posted[task_id], "posted")
+            elif not adm.reserved and post.cost == 0:
+                results[task_id] = post.charge
+                continue
+            if post.meta.free_call:
+                # The reservation is gone (swept): a late settlement is a plain, paid charge.
+                post = Post(adm, post.cost, msgspec.structs.replace(post.meta, free_call=False))
+            rows.append(_charge_row(post, now))
+            paid_charges[key] = post
+            results[task_id] = post.charge
+
+        for void in self.voids:
+            adm = void.admission
+            if adm.task_id in voided:
+                release(adm, voided[adm.task_id], void.reason)
+            elif adm.reserved and adm.task_id not in returned:
+                unresolved.append(adm.task_id)  # it may have been settled already
+            results[adm.task_id] = void.charge
+
+        inserted: set[str] = set()
+        if rows:
+            result = await conn.execute(insert_entries_once(db).values(rows))
+            inserted = {r.idempotency_key for r in result}
+        spent: dict[int, int] = {}
+        for key, post in paid_charges.items():
+            if key in inserted:
+                acc = post.admission.account_id
+                spent[acc] = spent.get(acc, 0) + post.cost
+            else:
+                unresolved.append(post.admission.task_id)
+        unresolved += [p.admission.task_id for k, p in free_charges.items() if k not in inserted]
+        if unresolved:
+            results.update(await _stored_charges(conn, unresolved))
+
+        touched = sorted(set(spent) | set(released))
+        if touched:
+            month = now.strftime("%Y-%m")
+            await conn.execute(
+                account_deltas_statement(),
+                [
+                    {
+                        "a_id": acc,
+                        "d_cost": spent.get(acc, 0),
+                        "d_released": released.get(acc, 0),
+                        "d_month": month,
+                    }
+                    for acc in touched
+                ],
+            )
+        return results
+
+
+def _charge_row(post: Post, now: datetime) -> dict[str, Any]:
+    return entry_row(
+        account_id=post.admission.account_id,
+        entry_type=EntryType.CHARGE,
+        amount_micros=-post.cost,
+        idempotency_key=task_key(post.admission.task_id, EntryType.CHARGE),
+        created_at=now,
+        task_id=post.admission.task_id,
+        meta=post.meta,
+    )
+
+
+async def _claim_holds(conn: AsyncConnection, admissions: list[Admission], status: str) -> dict[str, int]:
+    if not admissions:
+        return {}
+    h = holds.c
+    result = await conn.execute(
+        update(holds)
+        .where(h.task_id.in_([a.task_id for a in admissions]), h.status == "open")
+        .values(status=status)
+        .returning(h.task_id, h.amount_micros)
+    )
+    return {row.task_id: row.amount_micros for row in result}
+
+
+async def _claim_grants(
+    conn: AsyncConnection, admissions: list[Admission], now: datetime, *, consume: bool
+) -> set[str]:
+    """`reserved → consumed` (kept with its task id) or `reserved → available` (freed)."""
+    if not admissions:
+        return set()
+    g = free_grants.c
+    by_grant = {(a.account_id, a.model): a.task_id for a in admissions}
+    mine = or_(
+        *(and_(g.account_id == a.account_id, g.model == a.model, g.task_id == a.task_id) for a in admissions)
+    )
+    values: dict[str, Any] = {"status": "consumed", "updated_at": now}
+    if not consume:
+        values = {"status": "available", "task_id": None, "updated_at": now}
+    result = await conn.execute(
+        update(free_grants)
+        .where(mine, g.status == "reserved")
+        .values(values)
+        .returning(g.account_id, g.model)
+    )
+    return {by_grant[(row.account_id, row.model)] for row in result}
+
+
+async def _stored_charges(conn: AsyncConnection, task_ids: list[str]) -> dict[str, Charge]:
+    e = ledger_entries.c
+    keys = [task_key(t, EntryType.CHARGE) for t in task_ids]
+    result = await conn.execute(select(e.task_id, e.amount_micros, e.meta).where(e.idempotency_key.in_(keys)))
+    out = {}
+    for row in result:
+        meta = decode_charge_meta(row.meta)
+        out[row.task_id] = Charge(
+            cost_micros=-row.amount_micros,
+            free_call=meta.free_call,
+            price_schedule_id=meta.price_schedule_id,
+            billed=True,
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Webhooks: the outbox rows, their signed delivery, per-key secrets and the SSRF checks."""
