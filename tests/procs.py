@@ -38,6 +38,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout=5)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
 
 
 def start_process(args: list[str], env: dict[str, str], timeout: float = 60.0) -> Proc:

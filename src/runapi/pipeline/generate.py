@@ -15,8 +15,7 @@ from typing import Protocol
 from runapi.canonical import Event, Finished, ReasoningDelta, TextDelta, ToolCallDelta, Usage, UsageReport
 from runapi.canonical.accumulate import Accumulator
 from runapi.canonical.estimate import estimate_output_tokens
-from runapi.canonical.stops import apply_stop_sequences
-from runapi.errors import InternalError, RunapiError
+from runapi.errors import InternalError, RunapiError, UpstreamError
 from runapi.pipeline.context import Generation
 
 log = logging.getLogger("runapi.pipeline")
@@ -83,11 +82,10 @@ async def run_generation(
         cap = gen.admission.output_cap
         if request.max_output_tokens is None or request.max_output_tokens > cap:
             request = request.with_changes(max_output_tokens=cap)
+    # Providers enforce stop sequences themselves (MiniMax ignores `stop`, llama.cpp applies it),
+    # so that they can keep reading upstream for the usage after a match.
     provider_events = gen.provider.stream(request, gen.model)
-    events: AsyncIterator[Event] = provider_events
-    if request.stop:
-        events = apply_stop_sequences(events, request.stop)
-    events = _with_first_event_keepalive(events, sink, keepalive, keepalive_interval)
+    events = _with_first_event_keepalive(provider_events, sink, keepalive, keepalive_interval)
     acc = Accumulator()
     error: RunapiError | None = None
     client_gone = False
@@ -124,16 +122,18 @@ async def run_generation(
     finally:
         await _close(events, provider_events)
         gen.completion = acc.finish()
-        if client_gone and gen.completion.usage is None and error is None:
-            # The upstream never sent its usage (we cut it). Bill what was delivered, estimated,
-            # and say so on the task (runapi-contract §12, option c).
+        finished = gen.completion.finish_reason is not None
+        if error is None and not client_gone and not finished:
+            error = UpstreamError("The upstream stream ended before the generation finished.")
+        if error is None and gen.completion.usage is None:
+            # We cut the stream (client gone), or the upstream finished without reporting usage
+            # (servers that ignore include_usage). Bill what was produced, estimated, and say so
+            # on the task (runapi-contract §12, option c).
             out = estimate_output_tokens(acc.output_chars)
             gen.completion.usage = Usage(
                 input_tokens=gen.est_input_tokens, output_tokens=out, source="estimated"
             )
         gen.usage = gen.completion.usage
-        if error is None and not client_gone and (gen.completion.finish_reason is None or gen.usage is None):
-            error = InternalError("The upstream stream ended without a finish reason or usage.")
         await asyncio.shield(settle(gen, error, client_gone))
 
 
