@@ -43,6 +43,7 @@ from .entries import (
     task_key,
     utc,
 )
+from .group_commit import AdmitJob, GroupCommitter, SettleJob
 from .pricing import PriceBook, hold_micros
 from .records import Admission, Charge
 from .settlement import Post, Settlement, Void, account_deltas_statement, charge_for
@@ -95,6 +96,7 @@ class Ledger:
         self._cap = _cap_expression(postpaid_caps or {})
         # A consumed grant never comes back, so this process stops asking for it (no statement).
         self._consumed_grants: set[tuple[int, str]] = set()
+        self._group = GroupCommitter(self)
 
     @classmethod
     async def start(
@@ -150,40 +152,18 @@ class Ledger:
         amount = hold_micros(
             model, est_input_tokens, max_output_tokens, schedule.prices_for(est_input_tokens)
         )
-        grant_may_apply = self._grant_may_apply(account_id, account_created_at, model.id, now)
-        async with self.db.begin() as conn:
-            if grant_may_apply and await self._reserve_grant(conn, account_id, model.id, task_id, now):
-                cap = self.settings.free_call_output_cap
-                capped = cap if max_output_tokens is None else min(max_output_tokens, cap)
-                return msgspec.structs.replace(base, free_call=True, output_cap=capped, reserved=True)
-            if not await self._hold(conn, account_id, amount, now):
-                raise await self._refusal(conn, account_id, amount)
-            try:
-                await conn.execute(
-                    insert(ledger_entries).values(
-                        entry_row(
-                            account_id=account_id,
-                            entry_type=EntryType.HOLD,
-                            amount_micros=amount,
-                            idempotency_key=task_key(task_id, EntryType.HOLD),
-                            created_at=now,
-                            task_id=task_id,
-                        )
-                    )
-                )
-                await conn.execute(
-                    insert(holds).values(
-                        task_id=task_id,
-                        account_id=account_id,
-                        amount_micros=amount,
-                        status="open",
-                        created_at=now,
-                        expires_at=now + timedelta(seconds=self.settings.hold_ttl_seconds),
-                    )
-                )
-            except IntegrityError as exc:
-                raise Conflict(f"Task {task_id} was already admitted.") from exc
-        return msgspec.structs.replace(base, hold_micros=amount, reserved=True)
+        job = AdmitJob(
+            account_id=account_id,
+            account_created_at=account_created_at,
+            task_id=task_id,
+            model=model,
+            est_input_tokens=est_input_tokens,
+            max_output_tokens=max_output_tokens,
+            done=asyncio.get_running_loop().create_future(),
+            base=base,
+            amount=amount,
+        )
+        return await self._group.admit(job)
 
     def _grant_may_apply(self, account_id: int, created_at: datetime, model: str, now: datetime) -> bool:
         s = self.settings
@@ -262,18 +242,29 @@ class Ledger:
     # ------------------------------------------------------------ post / void
 
     async def settle(self, admission: Admission, usage: Usage, model: ModelEntry) -> Charge:
-        """Post the actual cost from upstream usage and release the hold, in one transaction.
+        """Post the actual cost from upstream usage and release the hold.
 
         Zero output tokens void instead (`zero_completion`). Repeating it is a no-op that returns
-        the Charge recorded the first time.
+        the Charge recorded the first time. Concurrent settlements share one transaction
+        (group commit); the call returns once its batch is committed.
         """
-        return (await self.settle_many([(admission, usage)]))[0]
+        if not admission.reserved:
+            return (await self.settle_many([(admission, usage)]))[0]  # free model: no I/O
+        future: asyncio.Future[Charge] = asyncio.get_running_loop().create_future()
+        return await self._group.settle(SettleJob(admission, usage, "", future))
 
     async def void(self, admission: Admission, reason: str) -> Charge:
         """Release the hold (or give the grant back) without a charge. Idempotent.
 
         `reason` is a `ZeroChargeReason`: failed | zero_completion | canceled_before_start."""
-        return (await self.void_many([(admission, reason)]))[0]
+        if not admission.reserved:
+            return (await self.void_many([(admission, reason)]))[0]
+        future: asyncio.Future[Charge] = asyncio.get_running_loop().create_future()
+        return await self._group.settle(SettleJob(admission, None, reason, future))
+
+    async def close(self) -> None:
+        """Write what is queued, then stop the group-commit writer."""
+        await self._group.close()
 
     async def settle_many(self, items: Sequence[tuple[Admission, Usage]]) -> list[Charge]:
         """Settle a batch in one transaction; results in the order of `items`."""

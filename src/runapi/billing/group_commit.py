@@ -1,0 +1,249 @@
+"""Group commit for the ledger's hot path: many requests' holds and settlements, one transaction.
+
+Each admission and settlement is durable before the request goes on (a hold before the upstream
+call, a charge before the terminal event), but the requests in flight at the same moment share one
+transaction: one commit (one fsync), one multi-row insert per table, and for the common case of
+many requests on one account, one guarded UPDATE for all of their holds. The writer is a single
+task per process, so on SQLite there is also no contention for the write lock between requests.
+
+Correctness does not depend on batching: a batch that fails as a whole is retried one job at a
+time in its own transaction, so one bad job cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import msgspec
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from runapi.canonical import Usage
+from runapi.catalog import ModelEntry
+
+from .entries import EntryType, entry_row, task_key
+from .pricing import hold_micros
+from .records import Admission, Charge
+from .settlement import Settlement, Void
+from runapi.store.schema import holds, ledger_entries
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+# Enough to amortize a commit, small enough that one transaction stays short.
+_MAX_BATCH = 512
+
+
+@dataclass(slots=True)
+class AdmitJob:
+    account_id: int
+    account_created_at: datetime
+    task_id: str
+    model: ModelEntry
+    est_input_tokens: int
+    max_output_tokens: int | None
+    done: asyncio.Future[Admission]
+    base: Admission | None = None
+    amount: int = 0
+
+
+@dataclass(slots=True)
+class SettleJob:
+    admission: Admission
+    usage: Usage | None  # None: a void
+    reason: str
+    done: asyncio.Future[Charge]
+
+
+@dataclass(slots=True)
+class _Batch:
+    admits: list[AdmitJob] = field(default_factory=list)
+    settles: list[SettleJob] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.admits) + len(self.settles)
+
+
+class GroupCommitter:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._queue: list[AdmitJob | SettleJob] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ API
+
+    async def admit(self, job: AdmitJob) -> Admission:
+        self._put(job)
+        return await job.done
+
+    async def settle(self, job: SettleJob) -> Charge:
+        self._put(job)
+        return await job.done
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    # ------------------------------------------------------------------ writer
+
+    def _put(self, job: AdmitJob | SettleJob) -> None:
+        self._queue.append(job)
+        self._wake.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._run(), name="ledger-group-commit")
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            taken, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+            batch = _Batch()
+            for job in taken:
+                (batch.admits if isinstance(job, AdmitJob) else batch.settles).append(job)  # type: ignore[arg-type]
+            # The writer must outlive a canceled request: shield the batch from the caller side.
+            try:
+                await self._write(batch)
+            except Exception:  # a batch failed as a whole: retry each job alone
+                log.warning("ledger batch of %d failed; retrying its jobs one by one", len(batch), exc_info=True)
+                for job in taken:
+                    single = _Batch(
+                        admits=[job] if isinstance(job, AdmitJob) else [],
+                        settles=[job] if isinstance(job, SettleJob) else [],
+                    )
+                    try:
+                        await self._write(single)
+                    except Exception as exc:
+                        _fail(job, exc)
+
+    async def _write(self, batch: _Batch) -> None:
+        ledger = self.ledger
+        now = ledger._clock()
+        results: list[tuple[asyncio.Future[Admission], Admission | BaseException]] = []
+        charges: dict[str, Charge] = {}
+        work = Settlement()
+        for job in batch.settles:
+            if job.usage is None:
+                work.voids.append(Void(job.admission, job.reason))
+            elif job.usage.output_tokens <= 0:
+                work.voids.append(Void(job.admission, "zero_completion"))
+            else:
+                work.posts.append(ledger._price(job.admission, job.usage))
+        work.dedupe()
+        async with ledger.db.begin() as conn:
+            if batch.admits:
+                results = await self._admit_all(conn, batch.admits, now)
+            if work.needs_database:
+                charges = await work.apply(conn, ledger.db, now)
+            elif batch.settles:
+                charges = work.without_database()
+        for account_id, model in work.consumed_grants:
+            ledger._consumed_grants.add((account_id, model))
+        for future, outcome in results:
+            if not future.done():
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+        for job in batch.settles:
+            if not job.done.done():
+                job.done.set_result(charges[job.admission.task_id])
+
+    async def _admit_all(
+        self, conn: AsyncConnection, jobs: Sequence[AdmitJob], now: datetime
+    ) -> list[tuple[asyncio.Future[Admission], Admission | BaseException]]:
+        ledger = self.ledger
+        out: list[tuple[asyncio.Future[Admission], Admission | BaseException]] = []
+        needs_hold: list[AdmitJob] = []
+        for job in jobs:
+            assert job.base is not None
+            if ledger._grant_may_apply(job.account_id, job.account_created_at, job.model.id, now) and (
+                await ledger._reserve_grant(conn, job.account_id, job.model.id, job.task_id, now)
+            ):
+                cap = ledger.settings.free_call_output_cap
+                capped = cap if job.max_output_tokens is None else min(job.max_output_tokens, cap)
+                out.append(
+                    (job.done, msgspec.structs.replace(job.base, free_call=True, output_cap=capped, reserved=True))
+                )
+            else:
+                needs_hold.append(job)
+        held: list[AdmitJob] = []
+        by_account: dict[int, list[AdmitJob]] = {}
+        for job in needs_hold:
+            by_account.setdefault(job.account_id, []).append(job)
+        for account_id, group in by_account.items():
+            # One guarded UPDATE for the whole group when it fits (the usual case under load);
+            # otherwise one per job, in arrival order, so exactly the ones that fit get in.
+            total = sum(j.amount for j in group)
+            if len(group) > 1 and await ledger._hold(conn, account_id, total, now):
+                held.extend(group)
+                continue
+            for job in group:
+                if await ledger._hold(conn, account_id, job.amount, now):
+                    held.append(job)
+                else:
+                    out.append((job.done, await ledger._refusal(conn, account_id, job.amount)))
+        if held:
+            ttl = timedelta(seconds=ledger.settings.hold_ttl_seconds)
+            await conn.execute(
+                insert(ledger_entries),
+                [
+                    entry_row(
+                        account_id=j.account_id,
+                        entry_type=EntryType.HOLD,
+                        amount_micros=j.amount,
+                        idempotency_key=task_key(j.task_id, EntryType.HOLD),
+                        created_at=now,
+                        task_id=j.task_id,
+                    )
+                    for j in held
+                ],
+            )
+            await conn.execute(
+                insert(holds),
+                [
+                    {
+                        "task_id": j.task_id,
+                        "account_id": j.account_id,
+                        "amount_micros": j.amount,
+                        "status": "open",
+                        "created_at": now,
+                        "expires_at": now + ttl,
+                    }
+                    for j in held
+                ],
+            )
+            for job in held:
+                assert job.base is not None
+                out.append((job.done, msgspec.structs.replace(job.base, hold_micros=job.amount, reserved=True)))
+        return out
+
+
+def prepare_admit(job: AdmitJob, base: Admission, prices_amount: int) -> AdmitJob:
+    job.base = base
+    job.amount = prices_amount
+    return job
+
+
+def _fail(job: AdmitJob | SettleJob, exc: BaseException) -> None:
+    if not job.done.done():
+        job.done.set_exception(exc)
+
+
+__all__ = ["AdmitJob", "GroupCommitter", "SettleJob", "hold_micros"]
