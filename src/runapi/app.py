@@ -14,9 +14,9 @@ from runapi.catalog import load_catalog
 from runapi.errors import NotFound, RunapiError
 from runapi.pipeline import Pipeline, PipelineHooks
 from runapi.providers.registry import ProviderRegistry
+from runapi.routes import count_tokens, models
 from runapi.services import SERVICES, Services
 from runapi.settings import Settings
-from runapi.routes import count_tokens, models
 from runapi.store.database import Database
 from runapi.store.secrets import shared_secret
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
@@ -65,7 +65,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc, request_id(request))
     except web.HTTPException as exc:
         if exc.status == 404:
-            return error_response(NotFound(f"Unknown route {request.method} {request.path}."), request_id(request))
+            return error_response(
+                NotFound(f"Unknown route {request.method} {request.path}."), request_id(request)
+            )
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
@@ -74,7 +76,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(InternalError("Internal error."), request_id(request))
 
 
-def build_app(settings: Settings, services: Services | None = None, hooks: PipelineHooks | None = None) -> web.Application:
+def build_app(
+    settings: Settings, services: Services | None = None, hooks: PipelineHooks | None = None
+) -> web.Application:
     services = services or build_services(settings)
     # The body limit is enforced by the pipeline with a clear 413 in the caller's dialect; the
     # framework's own cap sits above it so that it never answers first with a plain-text error.
@@ -108,4 +112,3 @@ def build_app(settings: Settings, services: Services | None = None, hooks: Pipel
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     return app
-

@@ -47,7 +47,7 @@ def ulid_time_ms(ulid: str) -> int:
 def strip_prefix(identifier: str) -> str:
     """`task_01J…`, `chatcmpl-01J…`, `resp_01J…` and `msg_01J…` all name the same task."""
     for sep in ("_", "-"):
-        head, found, tail = identifier.rpartition(sep)
+        _head, found, tail = identifier.rpartition(sep)
         if found and len(tail) == 26:
             return tail
     return identifier

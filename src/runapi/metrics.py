@@ -3,9 +3,20 @@ does a dict lookup and an increment, not a label resolution."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass(slots=True, frozen=True)
+class _Children:
+    generations: Counter
+    duration: Histogram
+    input_tokens: Counter
+    output_tokens: Counter
+    cost: Counter
 
 
 class Metrics:
@@ -18,7 +29,10 @@ class Metrics:
             registry=self.registry,
         )
         self.tokens = Counter(
-            "runapi_tokens_total", "Tokens by model and kind (input, output).", ["model", "kind"], registry=self.registry
+            "runapi_tokens_total",
+            "Tokens by model and kind (input, output).",
+            ["model", "kind"],
+            registry=self.registry,
         )
         self.cost = Counter(
             "runapi_cost_micros_total", "Charged micro-dollars by model.", ["model"], registry=self.registry
@@ -31,33 +45,41 @@ class Metrics:
             registry=self.registry,
         )
         self.rejections = Counter(
-            "runapi_rejections_total", "Requests refused before a task existed, by status.", ["status"],
+            "runapi_rejections_total",
+            "Requests refused before a task existed, by status.",
+            ["status"],
             registry=self.registry,
         )
-        self._children: dict[tuple[str, ...], object] = {}
+        self._children: dict[tuple[str, str, str], _Children] = {}
 
     def finished(
-        self, endpoint: str, model: str, status: str, seconds: float, input_tokens: int, output_tokens: int, cost: int
+        self,
+        endpoint: str,
+        model: str,
+        status: str,
+        seconds: float,
+        input_tokens: int,
+        output_tokens: int,
+        cost: int,
     ) -> None:
         key = (endpoint, model, status)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = (
-                self.generations.labels(endpoint, model, status),
-                self.duration.labels(endpoint, model),
-                self.tokens.labels(model, "input"),
-                self.tokens.labels(model, "output"),
-                self.cost.labels(model),
+            child = self._children[key] = _Children(
+                generations=self.generations.labels(endpoint, model, status),
+                duration=self.duration.labels(endpoint, model),
+                input_tokens=self.tokens.labels(model, "input"),
+                output_tokens=self.tokens.labels(model, "output"),
+                cost=self.cost.labels(model),
             )
-        gens, dur, tin, tout, cst = child  # type: ignore[misc]
-        gens.inc()
-        dur.observe(seconds)
+        child.generations.inc()
+        child.duration.observe(seconds)
         if input_tokens:
-            tin.inc(input_tokens)
+            child.input_tokens.inc(input_tokens)
         if output_tokens:
-            tout.inc(output_tokens)
+            child.output_tokens.inc(output_tokens)
         if cost:
-            cst.inc(cost)
+            child.cost.inc(cost)
 
     def rejected(self, status: int) -> None:
         self.rejections.labels(str(status)).inc()

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 
-
 from aiohttp import web
 
 import runapi
@@ -21,19 +20,19 @@ from runapi.api import skills as skills_api
 from runapi.api import tasks as tasks_api
 from runapi.app import RESPONSES, build_app, build_services
 from runapi.billing import Ledger
+from runapi.billing.records import Admission
 from runapi.limits.limiter import build_limiter
 from runapi.limits.promotion import promote_due_accounts
 from runapi.limits.tiers import TierTable
 from runapi.metrics import Metrics
-from runapi.billing.records import Admission
 from runapi.pipeline.gateway_hooks import GatewayHooks
 from runapi.routes import responses_state
 from runapi.services import Services
 from runapi.settings import Settings
 from runapi.skills import SkillCatalog
 from runapi.surfaces import request_json_schemas
-from runapi.tasks.service import TaskRecord, Tasks
 from runapi.tasks.history import ResponseHistory
+from runapi.tasks.service import TaskRecord, Tasks
 
 log = logging.getLogger("runapi")
 
@@ -134,6 +133,3 @@ async def _promotions(services: Services, tiers: TierTable, stop: asyncio.Event,
 async def _metrics_route(request: web.Request) -> web.StreamResponse:
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
-
-
-

@@ -29,9 +29,12 @@ def test_create_text_with_thinking(gateway: Gateway) -> None:
         messages=[{"role": "user", "content": "Hello\n@sim tokens=6 reasoning=5"}],
     )
     kinds = [b.type for b in msg.content]
-    assert kinds[0] == "thinking" and "text" in kinds
+    assert kinds[0] == "thinking"
+    assert "text" in kinds
     thinking = msg.content[0]
-    assert thinking.type == "thinking" and thinking.thinking and thinking.signature
+    assert thinking.type == "thinking"
+    assert thinking.thinking
+    assert thinking.signature
     assert msg.stop_reason == "end_turn"
     assert msg.usage.output_tokens == 11
     assert msg.id.startswith("msg_")
@@ -60,7 +63,8 @@ def test_tool_use_round_trip(gateway: Gateway) -> None:
     )
     assert first.stop_reason == "tool_use"
     call = next(b for b in first.content if b.type == "tool_use")
-    assert isinstance(call.input, dict) and isinstance(call.input["city"], str)
+    assert isinstance(call.input, dict)
+    assert isinstance(call.input["city"], str)
     second = c.messages.create(
         model="MiniMax-M2.7",
         max_tokens=512,
@@ -68,7 +72,10 @@ def test_tool_use_round_trip(gateway: Gateway) -> None:
         messages=[
             {"role": "user", "content": "Weather in Paris?\n@sim tool=get_weather"},
             {"role": "assistant", "content": [b.model_dump() for b in first.content]},  # type: ignore[misc]
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "21C sunny"}]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "21C sunny"}],
+            },
         ],
     )
     assert second.stop_reason == "end_turn"
@@ -85,7 +92,8 @@ def test_count_tokens(gateway: Gateway) -> None:
 def test_models_list_in_anthropic_shape(gateway: Gateway) -> None:
     page = client(gateway).models.list()
     ids = [m.id for m in page.data]
-    assert "MiniMax-M2.7" in ids and "MiniMax-M3" in ids
+    assert "MiniMax-M2.7" in ids
+    assert "MiniMax-M3" in ids
 
 
 def test_unknown_model_is_not_found(gateway: Gateway) -> None:
@@ -105,6 +113,8 @@ def test_missing_max_tokens_is_400_with_param(gateway: Gateway) -> None:
     )
     assert status == 400
     assert isinstance(body, dict)
-    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
     assert "max_tokens" in body["error"]["message"]
-    assert headers.get("request-id") and body["request_id"] == headers["request-id"]
+    assert headers.get("request-id")
+    assert body["request_id"] == headers["request-id"]

@@ -19,7 +19,8 @@ def test_non_streaming_completion_with_reasoning_and_usage(gateway: Gateway) -> 
         model="MiniMax-M2.7", messages=[{"role": "user", "content": "Say hello\n@sim tokens=5 reasoning=4"}]
     )
     msg = resp.choices[0].message
-    assert msg.content and "<think>" not in msg.content
+    assert msg.content
+    assert "<think>" not in msg.content
     assert getattr(msg, "reasoning_content", None)
     assert resp.choices[0].finish_reason == "stop"
     assert resp.usage is not None
@@ -68,12 +69,15 @@ def test_stream_reasoning_tool_call_and_usage_chunk(gateway: Gateway) -> None:
             if choice.finish_reason:
                 finish = choice.finish_reason
     assert "".join(reasoning)
-    assert names == ["get_weather"] and len(ids) == 1
+    assert names == ["get_weather"]
+    assert len(ids) == 1
     assert len(args) > 1, "arguments should arrive in several fragments"
     parsed = json.loads("".join(args))
-    assert isinstance(parsed["city"], str) and isinstance(parsed["days"], int)
+    assert isinstance(parsed["city"], str)
+    assert isinstance(parsed["days"], int)
     assert finish == "tool_calls"
-    assert usage is not None and usage.completion_tokens > 0
+    assert usage is not None
+    assert usage.completion_tokens > 0
 
 
 def test_stream_helper_accumulates(gateway: Gateway) -> None:
@@ -87,7 +91,9 @@ def test_stream_helper_accumulates(gateway: Gateway) -> None:
 
 def test_unknown_model_is_404_model_not_found(gateway: Gateway) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client(gateway).chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+        client(gateway).chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.code == "model_not_found"
     assert info.value.request_id
 
@@ -98,7 +104,8 @@ def test_bad_input_names_the_param(gateway: Gateway) -> None:
             model="MiniMax-M2.7", messages=[{"role": "user", "content": "x"}], temperature=5
         )
     body = info.value.body
-    assert isinstance(body, dict) and body["param"] == "temperature"
+    assert isinstance(body, dict)
+    assert body["param"] == "temperature"
 
 
 def test_wrong_key_is_401(gateway: Gateway) -> None:
@@ -112,10 +119,14 @@ def test_revoked_key_is_401(gateway: Gateway) -> None:
     account_id, _ = gateway.new_account("1")
     created = json.loads(gateway.cli("keys", "create", "--account", str(account_id), "--json"))
     key = created["api_key"]
-    client(gateway, key).chat.completions.create(model="MiniMax-M2.7", messages=[{"role": "user", "content": "hi"}])
+    client(gateway, key).chat.completions.create(
+        model="MiniMax-M2.7", messages=[{"role": "user", "content": "hi"}]
+    )
     gateway.cli("keys", "revoke", created["key_id"])
     with pytest.raises(openai.AuthenticationError):
-        client(gateway, key).chat.completions.create(model="MiniMax-M2.7", messages=[{"role": "user", "content": "hi"}])
+        client(gateway, key).chat.completions.create(
+            model="MiniMax-M2.7", messages=[{"role": "user", "content": "hi"}]
+        )
 
 
 def test_async_client(gateway: Gateway) -> None:
@@ -123,7 +134,9 @@ def test_async_client(gateway: Gateway) -> None:
 
     async def main() -> str:
         async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0) as c:
-            r = await c.chat.completions.create(model="MiniMax-M2.7", messages=[{"role": "user", "content": "hey"}])
+            r = await c.chat.completions.create(
+                model="MiniMax-M2.7", messages=[{"role": "user", "content": "hey"}]
+            )
             return r.choices[0].message.content or ""
 
     assert asyncio.run(main())

@@ -40,12 +40,15 @@ def _readme_curl() -> str:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_curl_gets_text_from_the_model_with_exact_usage(offline: Gateway) -> None:
-    command = _readme_curl().replace("http://127.0.0.1:8080", offline.url).replace("$RUNAPI_KEY", offline.api_key)
+    command = (
+        _readme_curl().replace("http://127.0.0.1:8080", offline.url).replace("$RUNAPI_KEY", offline.api_key)
+    )
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
     text = body["choices"][0]["message"]["content"]
-    assert isinstance(text, str) and text.strip()
+    assert isinstance(text, str)
+    assert text.strip()
     usage = body["usage"]
     assert usage["completion_tokens"] > 0
     # The prompt count is the model's own tokenizer over the rendered chat template.
@@ -86,7 +89,8 @@ def test_minimax_model_without_upstream_is_a_clear_503(offline: Gateway) -> None
     )
     assert status == 503
     assert isinstance(body, dict)
-    assert "MINIMAX_API_KEY" in body["error"]["message"] and "runapi simulate" in body["error"]["message"]
+    assert "MINIMAX_API_KEY" in body["error"]["message"]
+    assert "runapi simulate" in body["error"]["message"]
     with pytest.raises(anthropic.APIStatusError) as info:
         anthropic.Anthropic(base_url=offline.url, api_key=offline.api_key, max_retries=0).messages.create(
             model="MiniMax-M2.7", max_tokens=16, messages=[{"role": "user", "content": "hi"}]

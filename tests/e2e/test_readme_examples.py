@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,9 @@ def test_readme_node_example_gets_a_completion(gateway: Gateway, tmp_path: Path)
         OPENAI_API_KEY=gateway.api_key,
         RUNAPI_MODEL="MiniMax-M2.7",
     )
-    done = subprocess.run(["node", str(script)], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["node", str(script)], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip(), "the example printed no completion"
 
@@ -43,6 +45,8 @@ def test_readme_node_example_gets_a_completion(gateway: Gateway, tmp_path: Path)
 def test_readme_python_example_streams(gateway: Gateway) -> None:
     code = _block("python").replace("http://127.0.0.1:8080/v1", gateway.base_url)
     code = code.replace('"sk-ra-..."', repr(gateway.api_key)).replace("SmolLM2-135M-Instruct", "MiniMax-M2.7")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()

@@ -28,8 +28,10 @@ def test_create_text_with_reasoning(gateway: Gateway) -> None:
     assert resp.status == "completed"
     assert resp.output_text
     kinds = [item.type for item in resp.output]
-    assert kinds[0] == "reasoning" and "message" in kinds
-    assert resp.usage is not None and resp.usage.output_tokens == 9
+    assert kinds[0] == "reasoning"
+    assert "message" in kinds
+    assert resp.usage is not None
+    assert resp.usage.output_tokens == 9
     assert resp.id.startswith("resp_")
 
 
@@ -39,7 +41,8 @@ def test_stream_events(gateway: Gateway) -> None:
     ) as stream:
         types = [event.type for event in stream]
         final = stream.get_final_response()
-    assert types[0] == "response.created" and types[-1] == "response.completed"
+    assert types[0] == "response.created"
+    assert types[-1] == "response.completed"
     assert "response.output_text.delta" in types
     assert final.output_text
 
@@ -47,7 +50,9 @@ def test_stream_events(gateway: Gateway) -> None:
 def test_function_call_round_trip(gateway: Gateway) -> None:
     c = client(gateway)
     first = c.responses.create(
-        model="MiniMax-M2.7", input="Weather in Oslo?\n@sim tool=get_weather", tools=[WEATHER]  # type: ignore[list-item]
+        model="MiniMax-M2.7",
+        input="Weather in Oslo?\n@sim tool=get_weather",
+        tools=[WEATHER],  # type: ignore[list-item]
     )
     calls = [item for item in first.output if item.type == "function_call"]
     assert len(calls) == 1
@@ -69,7 +74,8 @@ def test_previous_response_id_with_store(gateway: Gateway) -> None:
     assert second.status == "completed"
     items = c.responses.input_items.list(second.id)
     texts = json.dumps([i.model_dump() for i in items.data])
-    assert "Remember: blue." in texts and "What colour?" in texts
+    assert "Remember: blue." in texts
+    assert "What colour?" in texts
 
 
 def test_previous_response_without_store_is_400(gateway: Gateway) -> None:
@@ -84,7 +90,8 @@ def test_retrieve_and_delete(gateway: Gateway) -> None:
     c = client(gateway)
     created = c.responses.create(model="MiniMax-M2.7", input="keep me\n@sim tokens=4")
     fetched = c.responses.retrieve(created.id)
-    assert fetched.id == created.id and fetched.output_text == created.output_text
+    assert fetched.id == created.id
+    assert fetched.output_text == created.output_text
     c.responses.delete(created.id)
     with pytest.raises(openai.NotFoundError):
         c.responses.input_items.list(created.id)

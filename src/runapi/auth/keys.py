@@ -28,7 +28,7 @@ def generate_key_secret() -> str:
 
 
 def generate_webhook_secret() -> str:
-    # Standard Webhooks: `whsec_` + base64 of 24–64 random bytes; we use 32.
+    # Standard Webhooks: `whsec_` + base64 of 24-64 random bytes; we use 32.
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 

@@ -99,9 +99,7 @@ class KeyRepository:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
 
-    async def create(
-        self, account_id: int, name: str | None = None, secret: str | None = None
-    ) -> CreatedKey:
+    async def create(self, account_id: int, name: str | None = None, secret: str | None = None) -> CreatedKey:
         if secret is not None and not valid_imported_secret(secret):
             raise InvalidRequest("An imported key must be 8 or more printable characters, no spaces.")
         secret = secret or generate_key_secret()

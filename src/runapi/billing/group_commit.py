@@ -26,12 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runapi.canonical import Usage
 from runapi.catalog import ModelEntry
+from runapi.store.schema import holds, ledger_entries
 
 from .entries import EntryType, entry_row, task_key
 from .pricing import hold_micros
 from .records import Admission, Charge
 from .settlement import Settlement, Void
-from runapi.store.schema import holds, ledger_entries
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -121,7 +121,9 @@ class GroupCommitter:
             try:
                 await self._write(batch)
             except Exception:  # a batch failed as a whole: retry each job alone
-                log.warning("ledger batch of %d failed; retrying its jobs one by one", len(batch), exc_info=True)
+                log.warning(
+                    "ledger batch of %d failed; retrying its jobs one by one", len(batch), exc_info=True
+                )
                 for job in taken:
                     single = _Batch(
                         admits=[job] if isinstance(job, AdmitJob) else [],
@@ -179,7 +181,10 @@ class GroupCommitter:
                 cap = ledger.settings.free_call_output_cap
                 capped = cap if job.max_output_tokens is None else min(job.max_output_tokens, cap)
                 out.append(
-                    (job.done, msgspec.structs.replace(job.base, free_call=True, output_cap=capped, reserved=True))
+                    (
+                        job.done,
+                        msgspec.structs.replace(job.base, free_call=True, output_cap=capped, reserved=True),
+                    )
                 )
             else:
                 needs_hold.append(job)
@@ -231,7 +236,9 @@ class GroupCommitter:
             )
             for job in held:
                 assert job.base is not None
-                out.append((job.done, msgspec.structs.replace(job.base, hold_micros=job.amount, reserved=True)))
+                out.append(
+                    (job.done, msgspec.structs.replace(job.base, hold_micros=job.amount, reserved=True))
+                )
         return out
 
 

@@ -6,10 +6,11 @@ hands them to the surface's stream encoder. Nothing dialect-specific lives here.
 """
 
 from runapi.canonical.types import (
+    ChatRequest,
     Completion,
     Event,
-    FinishReason,
     Finished,
+    FinishReason,
     ImagePart,
     Message,
     Part,
@@ -18,7 +19,6 @@ from runapi.canonical.types import (
     ReasoningPart,
     ResponseFormat,
     Role,
-    ChatRequest,
     TextDelta,
     TextPart,
     ToolCallDelta,

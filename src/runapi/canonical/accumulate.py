@@ -22,7 +22,7 @@ class Accumulator:
     """Collects deltas; consecutive deltas of one kind merge into one part, so interleaved
     reasoning → tool call → reasoning keeps its order (MiniMax's interleaved thinking)."""
 
-    __slots__ = ("_calls", "_kind", "_buf", "completion", "output_chars")
+    __slots__ = ("_buf", "_calls", "_kind", "completion", "output_chars")
 
     def __init__(self) -> None:
         self.completion = Completion()

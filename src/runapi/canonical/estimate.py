@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import msgspec
 
-from runapi.canonical.types import ChatRequest, ImagePart, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
+from runapi.canonical.types import (
+    ChatRequest,
+    ImagePart,
+    ReasoningPart,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+)
 
 _PER_MESSAGE = 4
 _PER_IMAGE = 1600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -115,12 +116,85 @@ def keys_list(
     if as_json:
         print_json(
             [
-                {"id": k.id, "account_id": k.account_id, "name": k.name, "hint": k.hint, "revoked": k.revoked_at is not None}
+                {
+                    "id": k.id,
+                    "account_id": k.account_id,
+                    "name": k.name,
+                    "hint": k.hint,
+                    "revoked": k.revoked_at is not None,
+                }
                 for k in keys
             ]
         )
         return
     table = Table("id", "account", "name", "hint", "created", "revoked")
     for k in keys:
-        table.add_row(k.id, str(k.account_id), k.name or "", k.hint, str(k.created_at), str(k.revoked_at or ""))
+        table.add_row(
+            k.id, str(k.account_id), k.name or "", k.hint, str(k.created_at), str(k.revoked_at or "")
+        )
     out.print(table)
+
+
+async def set_key_limits(
+    db: Database, key_id: str, model_class: str, values: dict[str, int | None]
+) -> dict[str, Any]:
+    """Merge one class's per-key overrides into the key's stored ones; returns what is stored now.
+
+    A None value removes that field's override; a class left with no field is removed."""
+    from sqlalchemy import select, update
+
+    from runapi.errors import InvalidRequest, NotFound
+    from runapi.limits.tiers import parse_limit_overrides
+    from runapi.store.schema import api_keys
+
+    async with db.begin() as conn:
+        row = (await conn.execute(select(api_keys.c.limit_overrides).where(api_keys.c.id == key_id))).first()
+        if row is None:
+            raise NotFound(f"No key {key_id}.")
+        stored: dict[str, Any] = dict(row.limit_overrides or {})
+        merged = {**stored.get(model_class, {}), **values}
+        scope = {name: value for name, value in merged.items() if value is not None}
+        if scope:
+            stored[model_class] = scope
+        else:
+            stored.pop(model_class, None)
+        try:
+            parse_limit_overrides(stored)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        await conn.execute(
+            update(api_keys).where(api_keys.c.id == key_id).values(limit_overrides=stored or None)
+        )
+    return stored
+
+
+@keys_app.command("set-limits")
+def keys_set_limits(
+    key_id: str,
+    model_class: str = typer.Option(
+        "*", "--model-class", help="standard | highspeed | m3 | local, or * for every class."
+    ),
+    rpm: int | None = typer.Option(None, "--rpm", help="Requests per minute."),
+    itpm: int | None = typer.Option(None, "--itpm", help="Input tokens per minute."),
+    otpm: int | None = typer.Option(None, "--otpm", help="Output tokens per minute."),
+    concurrent: int | None = typer.Option(None, "--concurrent", help="Requests in flight."),
+    clear: bool = typer.Option(False, "--clear", help="Remove this class's overrides."),
+    as_json: bool = typer.Option(False, "--json"),
+    config: str | None = ConfigOption,
+) -> None:
+    """Lower one key's limits below its tier (overrides never raise them). Gateways pick the change
+    up within `key_cache_seconds`."""
+    given = {"rpm": rpm, "itpm": itpm, "otpm": otpm, "concurrent": concurrent}
+    if clear:
+        values: dict[str, int | None] = dict.fromkeys(given)
+    else:
+        values = {name: value for name, value in given.items() if value is not None}
+        if not values:
+            console.print("[red]give at least one of --rpm, --itpm, --otpm, --concurrent (or --clear)[/red]")
+            raise typer.Exit(2)
+    settings = settings_from(config)
+    stored = with_db(settings, lambda db: set_key_limits(db, key_id, model_class, values))
+    if as_json:
+        print_json({"key_id": key_id, "limit_overrides": stored})
+    else:
+        out.print(f"key {key_id}: limit overrides {stored or 'none'}")

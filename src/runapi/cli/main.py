@@ -27,7 +27,8 @@ def serve(
     config: str | None = ConfigOption,
 ) -> None:
     """Start the gateway. On first start with an empty database, prints a ready-to-use key."""
-    from runapi.cli.serve import ensure_default_account, serve as run_server
+    from runapi.cli.serve import ensure_default_account
+    from runapi.cli.serve import serve as run_server
     from runapi.settings import load_settings
 
     overrides: dict[str, object] = {}
@@ -42,10 +43,12 @@ def serve(
     if secret:
         out.print("[bold]First start:[/bold] created account 'default'.")
         out.print(f"API key (shown once): [bold green]{secret}[/bold green]")
-        out.print(f"Try:  curl {settings.base_url}/v1/chat/completions -H 'Authorization: Bearer {secret}' "
-                  "-H 'Content-Type: application/json' "
-                  "-d '{\"model\":\"SmolLM2-135M-Instruct\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'",
-                  soft_wrap=True)
+        out.print(
+            f"Try:  curl {settings.base_url}/v1/chat/completions -H 'Authorization: Bearer {secret}' "
+            "-H 'Content-Type: application/json' "
+            '-d \'{"model":"SmolLM2-135M-Instruct","messages":[{"role":"user","content":"Hi"}]}\'',
+            soft_wrap=True,
+        )
     if "minimax" not in settings.upstreams:
         console.print(
             "[yellow]No MiniMax upstream configured[/yellow]: MiniMax models answer 503 until you set "
@@ -76,8 +79,12 @@ def simulate(
 
 
 @app.command()
-def credit(account: int, usd: str, payment_id: str | None = typer.Option(None, "--payment-id"),
-           config: str | None = ConfigOption) -> None:
+def credit(
+    account: int,
+    usd: str,
+    payment_id: str | None = typer.Option(None, "--payment-id"),
+    config: str | None = ConfigOption,
+) -> None:
     """Top up an account with USD credit (a `topup` ledger entry)."""
     try:
         amount = Decimal(usd)

@@ -55,7 +55,9 @@ def _serve_on(sock: socket.socket, settings: Settings, announce: str | None) -> 
     from runapi.wiring import build_gateway
 
     _install_uvloop()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     app = build_gateway(settings)
     if announce is not None:
 

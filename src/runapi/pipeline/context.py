@@ -52,6 +52,10 @@ class Generation:
     response_status: int = 200
     response_body: bytes | None = None
     settled: bool = False
+    # Stream and async modes: the surface's stream encoder, and the terminal frame it rendered at
+    # settlement (so the task's event log holds it before the log is closed).
+    stream_encoder: Any = None
+    tail: bytes | None = None
 
     @property
     def task_id(self) -> str:

@@ -58,7 +58,9 @@ class Prefer:
                     try:
                         wait = min(MAX_PREFER_WAIT, max(0.0, float(value.strip().strip('"'))))
                     except ValueError:
-                        raise InvalidRequest("Prefer: wait=N needs a number of seconds.", param="Prefer") from None
+                        raise InvalidRequest(
+                            "Prefer: wait=N needs a number of seconds.", param="Prefer"
+                        ) from None
         return cls(respond_async, wait)
 
 

@@ -75,8 +75,10 @@ class Pipeline:
             )
             est = estimate_input_tokens(decoded.request)
             meta.input_token_estimate = est
-            mode = "async" if async_mode or decoded.gateway.background else (
-                "stream" if decoded.request.stream else "sync"
+            mode = (
+                "async"
+                if async_mode or decoded.gateway.background
+                else ("stream" if decoded.request.stream else "sync")
             )
             gen = Generation(
                 surface=surface,
@@ -133,8 +135,10 @@ class Pipeline:
             headers=headers,
         )
 
-    async def _stream(self, request: web.Request, gen: Generation, headers: dict[str, str]) -> web.StreamResponse:
-        encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
+    async def _stream(
+        self, request: web.Request, gen: Generation, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        encoder = gen.stream_encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
         response = web.StreamResponse(status=200, headers={**headers, **_SSE_HEADERS})
         try:
             await response.prepare(request)
@@ -165,10 +169,11 @@ class Pipeline:
             keepalive=encoder.keepalive(),
             continue_without_client=gen.idempotency_key is not None,
         )
-        assert gen.completion is not None
-        tail = encoder.error(gen.failure) if gen.failure is not None else encoder.finish(gen.completion)
+        # Rendered (and added to the task's event log) at settlement; written here, not through
+        # `sink`, so the log does not get it twice.
+        tail = gen.tail or b""
         try:
-            await sink(tail)
+            await response.write(tail)
             await response.write_eof()
         except (ClientGone, ConnectionError, RuntimeError):
             pass
@@ -178,6 +183,7 @@ class Pipeline:
         """Async mode: the same loop with no client attached; frames feed the task's event log."""
         publish = self.hooks.event_publisher(gen)
         encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
+        gen.stream_encoder = encoder if publish is not None else None
         sink = None
         if publish is not None:
             publish(encoder.start())
@@ -193,8 +199,6 @@ class Pipeline:
             settle=self._settle,
             debit_output=self.hooks.debit_output,
         )
-        if publish is not None and gen.completion is not None:
-            publish(encoder.error(gen.failure) if gen.failure is not None else encoder.finish(gen.completion))
 
     # ------------------------------------------------------------------ settle
 
@@ -208,7 +212,9 @@ class Pipeline:
             if error is not None:
                 gen.status, gen.failure = "failed", error
                 gen.error, gen.error_code = error.message, error.code
-                gen.response_status, gen.response_body, _ = gen.surface.render_error(error, gen.meta.request_id)
+                gen.response_status, gen.response_body, _ = gen.surface.render_error(
+                    error, gen.meta.request_id
+                )
                 gen.zero_charge_reason = "failed"
                 await self.hooks.void(gen, "failed")
             else:
@@ -226,7 +232,29 @@ class Pipeline:
             gen.status, gen.failure, gen.error, gen.error_code = "failed", exc, exc.message, exc.code
             gen.response_status, gen.response_body, _ = gen.surface.render_error(exc, gen.meta.request_id)
         finally:
+            self._publish_tail(gen)
             await self.hooks.finished(gen)
+
+    def _publish_tail(self, gen: Generation) -> None:
+        """Render the stream's terminal frame once, after settlement (it carries the cost), and add
+        it to the task's event log before `finished` closes that log: a replay ends as the live
+        stream did."""
+        encoder = gen.stream_encoder
+        if encoder is None:
+            return
+        try:
+            if gen.failure is not None:
+                gen.tail = encoder.error(gen.failure)
+            elif gen.completion is not None:
+                gen.tail = encoder.finish(gen.completion)
+            else:
+                return
+        except Exception:  # a codec bug must not keep the task from being recorded
+            log.exception("rendering the end of the stream failed for %s", gen.task_id)
+            return
+        publish = self.hooks.event_publisher(gen)
+        if publish is not None:
+            publish(gen.tail)
 
     # ------------------------------------------------------------------ helpers
 
@@ -248,7 +276,9 @@ class Pipeline:
         status, body, extra = surface.render_error(error, headers["x-request-id"])
         if error.kind is ErrorKind.INTERNAL:
             log.error("internal error on %s: %s", surface.endpoint, error.message)
-        return web.Response(body=body, status=status, content_type="application/json", headers={**headers, **extra})
+        return web.Response(
+            body=body, status=status, content_type="application/json", headers={**headers, **extra}
+        )
 
 
 def _fingerprint(request: web.Request, body: bytes) -> str:

@@ -20,12 +20,15 @@ from runapi.pipeline.context import Generation
 from runapi.pipeline.hooks import Publisher, Runner
 from runapi.settings import Settings
 from runapi.surfaces.base import Decoded
-from runapi.tasks.service import ResponseEnvelope, TaskOutcome, TaskRecord, Tasks
 from runapi.tasks.history import ResponseHistory
-from runapi.tasks.records import task_id_for
+from runapi.tasks.service import ResponseEnvelope, TaskOutcome, TaskRecord, Tasks
 
 _encoder = msgspec.json.Encoder()
-_SSE = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_SSE = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
 
 
 class TaskSteps:
@@ -177,7 +180,8 @@ class TaskSteps:
     async def submit_async(
         self, request: web.Request, gen: Generation, headers: dict[str, str], run: Runner
     ) -> web.StreamResponse:
-        assert self.tasks is not None and gen.record is not None
+        assert self.tasks is not None
+        assert gen.record is not None
         tasks = self.tasks
 
         async def work() -> None:
@@ -228,7 +232,9 @@ class TaskSteps:
             headers=headers,
         )
 
-    async def _stream_log(self, request: web.Request, task_id: str, headers: dict[str, str]) -> web.StreamResponse:
+    async def _stream_log(
+        self, request: web.Request, task_id: str, headers: dict[str, str]
+    ) -> web.StreamResponse:
         assert self.tasks is not None
         response = web.StreamResponse(status=200, headers={**headers, **_SSE})
         await response.prepare(request)

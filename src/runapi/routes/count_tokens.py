@@ -40,7 +40,9 @@ def _handler(
             count = await _count(request, decode(body))
         except RunapiError as exc:
             status, payload, extra = render_error(exc, rid)
-            return web.Response(body=payload, status=status, content_type="application/json", headers={**headers, **extra})
+            return web.Response(
+                body=payload, status=status, content_type="application/json", headers={**headers, **extra}
+            )
         return web.Response(body=render(count), content_type="application/json", headers=headers)
 
     return handle

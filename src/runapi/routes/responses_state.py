@@ -15,8 +15,8 @@ from runapi.api.common import presented_key, request_id, services
 from runapi.errors import InvalidRequest, NotFound, RunapiError
 from runapi.surfaces.base import ResponseMeta
 from runapi.surfaces.openai_responses import ResponsesSurface
-from runapi.tasks.service import TaskRecord, Tasks
 from runapi.tasks.history import ResponseHistory
+from runapi.tasks.service import TaskRecord, Tasks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -31,7 +31,10 @@ def routes(surface: ResponsesSurface, tasks: Tasks, history: ResponseHistory) ->
             except RunapiError as exc:
                 status, body, extra = surface.render_error(exc, rid)
                 return web.Response(
-                    body=body, status=status, content_type="application/json", headers={"x-request-id": rid, **extra}
+                    body=body,
+                    status=status,
+                    content_type="application/json",
+                    headers={"x-request-id": rid, **extra},
                 )
 
         return handle
@@ -62,7 +65,9 @@ def routes(surface: ResponsesSurface, tasks: Tasks, history: ResponseHistory) ->
         return surface.render_state(meta, record.status, error=error)
 
     def json(body: bytes, request: web.Request) -> web.Response:
-        return web.Response(body=body, content_type="application/json", headers={"x-request-id": request_id(request)})
+        return web.Response(
+            body=body, content_type="application/json", headers={"x-request-id": request_id(request)}
+        )
 
     async def retrieve(request: web.Request, account_id: int) -> web.StreamResponse:
         return json(state_body(await load(request, account_id)), request)
@@ -93,7 +98,9 @@ def routes(surface: ResponsesSurface, tasks: Tasks, history: ResponseHistory) ->
         # The listed history is the input of this turn: drop the assistant reply stored with it.
         turns = messages[:-1] if messages and messages[-1].role == "assistant" else messages
         items = surface.input_items(turns, record.surface_id)
-        body = surface.render_input_items(items, after=q.get("after"), limit=max(1, min(100, limit)), order=order)
+        body = surface.render_input_items(
+            items, after=q.get("after"), limit=max(1, min(100, limit)), order=order
+        )
         return json(body, request)
 
     return [

@@ -16,7 +16,9 @@ async def shared_secret(db: Database, name: str, nbytes: int = 32) -> bytes:
     """Read the named secret, creating it on first use. Two processes racing to create it both
     end up with the winner's value: the insert is keyed on the name."""
     async with db.connect() as conn:
-        row = (await conn.execute(select(gateway_secrets.c.value).where(gateway_secrets.c.name == name))).first()
+        row = (
+            await conn.execute(select(gateway_secrets.c.value).where(gateway_secrets.c.name == name))
+        ).first()
     if row is not None:
         return bytes.fromhex(row.value)
     try:
@@ -29,5 +31,7 @@ async def shared_secret(db: Database, name: str, nbytes: int = 32) -> bytes:
     except IntegrityError:
         pass
     async with db.connect() as conn:
-        value = (await conn.execute(select(gateway_secrets.c.value).where(gateway_secrets.c.name == name))).scalar_one()
+        value = (
+            await conn.execute(select(gateway_secrets.c.value).where(gateway_secrets.c.name == name))
+        ).scalar_one()
     return bytes.fromhex(value)

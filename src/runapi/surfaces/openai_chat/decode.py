@@ -143,7 +143,10 @@ def _response_format(req: wire.ChatCompletionRequest) -> ResponseFormat | None:
                 "response_format json_schema needs 'json_schema.schema'.", param="response_format.json_schema"
             )
         return ResponseFormat(
-            type="json_schema", name=rf.json_schema.name, schema=rf.json_schema.schema, strict=rf.json_schema.strict
+            type="json_schema",
+            name=rf.json_schema.name,
+            schema=rf.json_schema.schema,
+            strict=rf.json_schema.strict,
         )
     return ResponseFormat(type="json_object")
 
@@ -162,7 +165,9 @@ def decode(body: bytes) -> Decoded:
     system, messages = _messages(req)
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     tools = tuple(
-        ToolSpec(name=t.function.name, description=t.function.description, parameters=t.function.parameters or {})
+        ToolSpec(
+            name=t.function.name, description=t.function.description, parameters=t.function.parameters or {}
+        )
         for t in req.tools or ()
     )
     request = ChatRequest(

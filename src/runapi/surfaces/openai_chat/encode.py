@@ -79,7 +79,7 @@ class ChatStreamEncoder:
 
     content_type = "text/event-stream"
 
-    __slots__ = ("_meta", "_include_usage", "_saw_tool")
+    __slots__ = ("_include_usage", "_meta", "_saw_tool")
 
     def __init__(self, meta: ResponseMeta, decoded: Decoded) -> None:
         self._meta = meta
@@ -91,10 +91,14 @@ class ChatStreamEncoder:
         choice = wire.ChunkChoice(index=0, delta=delta, finish_reason=finish)
         if self._include_usage:
             chunk: wire.ChatCompletionChunk | wire.ChatCompletionChunkWithUsage = (
-                wire.ChatCompletionChunkWithUsage(id=m.surface_id, created=m.created, model=m.model, choices=[choice])
+                wire.ChatCompletionChunkWithUsage(
+                    id=m.surface_id, created=m.created, model=m.model, choices=[choice]
+                )
             )
         else:
-            chunk = wire.ChatCompletionChunk(id=m.surface_id, created=m.created, model=m.model, choices=[choice])
+            chunk = wire.ChatCompletionChunk(
+                id=m.surface_id, created=m.created, model=m.model, choices=[choice]
+            )
         return b"data: " + _encoder.encode(chunk) + b"\n\n"
 
     def start(self) -> bytes:
@@ -115,7 +119,9 @@ class ChatStreamEncoder:
             )
             return self._frame(wire.Delta(tool_calls=[call]))
         if isinstance(event, ToolCallDelta):
-            call = wire.ToolCallDeltaOut(index=event.index, function=wire.FunctionDelta(arguments=event.arguments))
+            call = wire.ToolCallDeltaOut(
+                index=event.index, function=wire.FunctionDelta(arguments=event.arguments)
+            )
             return self._frame(wire.Delta(tool_calls=[call]))
         return b""  # Finished and usage are rendered by `finish`, once everything is known.
 
