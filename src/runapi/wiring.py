@@ -13,6 +13,7 @@ import logging
 from aiohttp import web
 
 import runapi
+from runapi import console
 from runapi.api import account as account_api
 from runapi.api import admin as admin_api
 from runapi.api import limits as limits_api
@@ -69,6 +70,8 @@ def build_gateway(settings: Settings, services: Services | None = None) -> web.A
     app.router.add_routes(tasks_api.routes())
     app.router.add_routes(responses_state.routes(app[RESPONSES], tasks, history))
     app.router.add_get("/metrics", _metrics_route)
+    if settings.console:
+        app.router.add_routes(console.routes())
 
     async def startup(app: web.Application) -> None:
         caps = {spec.tier: spec.monthly_spend_cap_micros for spec in tiers.tiers}
