@@ -1,6 +1,6 @@
 """Generate an Alembic revision from `runapi.store.schema` (developer tool).
 
-    .venv/bin/python tools/new_migration.py "add something"
+.venv/bin/python tools/new_migration.py "add something"
 """
 
 from __future__ import annotations

@@ -21,14 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from sqlalchemy import and_, case, false, func, insert, null, or_, select, true, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, false, func, null, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from runapi.canonical import Usage
 from runapi.catalog import Catalog, ModelEntry
-from runapi.errors import Conflict, InsufficientCredits, NotFound
+from runapi.errors import InsufficientCredits, NotFound
 from runapi.settings import BillingSettings
 from runapi.store.database import Database
 from runapi.store.schema import accounts, free_grants, holds, ledger_entries
