@@ -48,3 +48,13 @@ def gateway(request: pytest.FixtureRequest, simulator: Proc, tmp_path_factory: p
         yield gw
     if backend == "postgres":
         drop_postgres(url)
+
+
+@pytest.fixture(params=BACKENDS)
+def own_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own, on each backend, for a test that starts its own gateways."""
+    backend: str = request.param
+    url = database_for(backend, tmp_path)
+    yield url
+    if backend == "postgres":
+        drop_postgres(url)

@@ -10,10 +10,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg  # noqa: F401  (imported so a missing driver fails loudly here, not in a child)
 
@@ -218,3 +220,201 @@ def http_json(
     except ValueError:
         parsed = raw.decode(errors="replace")
     return status, hdrs, parsed
+
+
+# ---------------------------------------------------------------- helpers for task/webhook e2e tests
+
+
+def write_config(directory: Path, toml_text: str) -> str:
+    """A gateway TOML config file (for settings no environment variable reaches, e.g.
+    `[webhooks] retry_schedule`); pass it as `gateway_env(..., RUNAPI_CONFIG=path)`."""
+    path = directory / f"runapi-{uuid.uuid4().hex[:6]}.toml"
+    path.write_text(toml_text, encoding="utf-8")
+    return str(path)
+
+
+def start_gateway_process(env: dict[str, str], *args: str) -> Proc:
+    """Serve on an existing database (e.g. again after a kill), without creating an account."""
+    serve = [PYTHON, "-m", "runapi.cli.main", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    return start_process(serve, env)
+
+
+@dataclass
+class Tenant:
+    """An account of its own (so tests never share rate limits or ledgers) and its first key."""
+
+    account_id: int
+    api_key: str
+    key_id: str
+
+
+def new_tenant(gw: Gateway, credit: str = "50", tier: int | None = 3) -> Tenant:
+    """A fresh account with credit, pinned to `tier` (the default tier-0 limits are tiny)."""
+    account_id, api_key = gw.new_account(credit)
+    if tier is not None:
+        gw.cli("accounts", "set-tier", str(account_id), str(tier))
+    keys = db_rows(
+        gw.env["RUNAPI_DATABASE_URL"], "SELECT id FROM api_keys WHERE account_id = :a", a=account_id
+    )
+    return Tenant(account_id, api_key, str(keys[0]["id"]))
+
+
+def db_rows(database_url: str, sql: str, **params: object) -> list[dict[str, Any]]:
+    """Read the gateway's own database (read-only checks: ledger, holds, task rows)."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> list[dict[str, Any]]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                result = await conn.execute(text(sql), params)
+                return [dict(row._mapping) for row in result]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition"
+) -> Any:
+    """Poll `predicate` until it returns something truthy (bounded); return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- helpers for billing/limits e2e tests
+
+
+def catalog_prices(model: str) -> dict[str, Decimal]:
+    """USD per 1M tokens (= micro-dollars per token) of `model`, read straight from the shipped
+    catalog file, so tests price calls without going through the gateway's billing code."""
+    import tomllib
+    from importlib import resources
+
+    text = resources.files("runapi.catalog").joinpath("models.toml").read_text(encoding="utf-8")
+    for entry in tomllib.loads(text)["models"]:
+        if entry["id"] == model:
+            prices = {"input": "0", "output": "0", "cache_read": "0", "cache_write": "0", **entry["prices"]}
+            return {name: Decimal(value) for name, value in prices.items()}
+    raise KeyError(model)
+
+
+def tier_limits(tier: int) -> dict[str, int]:
+    """rpm/itpm/otpm/concurrent of a tier, read straight from the shipped tier table."""
+    import tomllib
+    from importlib import resources
+
+    text = resources.files("runapi.limits").joinpath("tiers.toml").read_text(encoding="utf-8")
+    for entry in tomllib.loads(text)["tiers"]:
+        if entry["tier"] == tier:
+            return {name: int(entry[name]) for name in ("rpm", "itpm", "otpm", "concurrent")}
+    raise KeyError(tier)
+
+
+@dataclass(frozen=True)
+class SimCall:
+    """A user prompt carrying an `@sim` directive, with the usage the simulator will report for it
+    (its documented tokenization rule, README "Tokenization rule")."""
+
+    text: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+
+    def cost_micros(self, model: str) -> int:
+        """runapi-contract §8.2, computed here: tokens x USD/1M per class, rounded once half-up."""
+        from decimal import ROUND_HALF_UP
+
+        p = catalog_prices(model)
+        exact = (
+            (self.prompt_tokens - self.cached_tokens) * p["input"]
+            + self.cached_tokens * p["cache_read"]
+            + self.completion_tokens * p["output"]
+        )
+        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def sim_call(prompt: str, *, tokens: int, reasoning: int = 0, cached: int = 0, extra: str = "") -> SimCall:
+    """`prompt` plus `@sim tokens=.. reasoning=..`; sent as the only (user) message."""
+    from runapi.simulator import count_prompt_tokens
+
+    directive = f"@sim tokens={tokens} reasoning={reasoning}"
+    if cached:
+        directive += f" cached={cached}"
+    if extra:
+        directive += " " + extra
+    text = f"{prompt}\n{directive}"
+    prompt_tokens = count_prompt_tokens({"messages": [{"role": "user", "content": text}]})
+    return SimCall(text, prompt_tokens, min(cached, prompt_tokens), tokens + reasoning, reasoning)
+
+
+def key_id_of(gw: Gateway, account_id: int) -> str:
+    keys = json.loads(gw.cli("keys", "list", "--account", str(account_id), "--json"))
+    return str(keys[0]["id"])
+
+
+def get_task(gw: Gateway, api_key: str, task_id: str, timeout: float = 15.0) -> dict[str, Any]:
+    """`GET /v1/tasks/{id}` once the task is terminal (records are written behind; bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        auth = {"Authorization": f"Bearer {api_key}"}
+        status, _, body = http_json("GET", f"{gw.url}/v1/tasks/{task_id}", headers=auth)
+        terminal = isinstance(body, dict) and body.get("status") in ("completed", "failed", "canceled")
+        if status == 200 and terminal:
+            assert isinstance(body, dict)
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} not terminal after {timeout}s: {status} {body}")
+        time.sleep(0.05)
+
+
+def account_row(database_url: str, account_id: int) -> dict[str, Any]:
+    rows = db_rows(
+        database_url,
+        "SELECT balance_micros, held_micros, tier FROM accounts WHERE id = :a",
+        a=account_id,
+    )
+    assert len(rows) == 1
+    return rows[0]
+
+
+def ledger_of(database_url: str, account_id: int) -> list[dict[str, Any]]:
+    """Every ledger entry of an account, oldest first."""
+    return db_rows(
+        database_url,
+        "SELECT type, amount_micros, task_id, idempotency_key, created_at FROM ledger_entries "
+        "WHERE account_id = :a ORDER BY created_at, id",
+        a=account_id,
+    )
+
+
+def http_raw(
+    method: str,
+    url: str,
+    body: object | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> tuple[int, dict[str, str], bytes]:
+    """Like `http_json`, but the body comes back as the raw bytes (SSE, byte-exact checks)."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from runapi.api.common import presented_key
 from runapi.canonical.estimate import estimate_input_tokens
-from runapi.errors import ErrorKind, InternalError, PayloadTooLarge, RunapiError
+from runapi.errors import ErrorKind, PayloadTooLarge, RunapiError
 from runapi.ids import new_ulid
 from runapi.pipeline.context import Generation
 from runapi.pipeline.generate import ClientGone, run_generation
@@ -142,8 +142,8 @@ class Pipeline:
         response = web.StreamResponse(status=200, headers={**headers, **_SSE_HEADERS})
         try:
             await response.prepare(request)
-        except (ConnectionError, RuntimeError) as exc:
-            await self._settle(gen, InternalError(f"client went away: {exc}"), True)
+        except (ConnectionError, RuntimeError):
+            await self._cancel_before_start(gen)
             return response
         publish = self.hooks.event_publisher(gen)
 
@@ -158,7 +158,7 @@ class Pipeline:
         try:
             await sink(encoder.start())
         except ClientGone:
-            await self._settle(gen, None, True)
+            await self._cancel_before_start(gen)
             return response
         await run_generation(
             gen,
@@ -233,6 +233,18 @@ class Pipeline:
             gen.response_status, gen.response_body, _ = gen.surface.render_error(exc, gen.meta.request_id)
         finally:
             self._publish_tail(gen)
+            await self.hooks.finished(gen)
+
+    async def _cancel_before_start(self, gen: Generation) -> None:
+        """The client left before anything was sent upstream: nothing to charge (§8.5)."""
+        if gen.settled:
+            return
+        gen.settled = True
+        gen.status = "canceled"
+        gen.error, gen.error_code = "The client disconnected before the generation started.", "client_gone"
+        try:
+            await self.hooks.void(gen, "canceled_before_start")
+        finally:
             await self.hooks.finished(gen)
 
     def _publish_tail(self, gen: Generation) -> None:

@@ -14,13 +14,13 @@ from runapi.providers.http.base import DRAIN_SECONDS, UpstreamClient, UpstreamRe
 def transport_error(exc: BaseException, base_url: str) -> RunapiError:
     """Map an aiohttp/OS failure to our error tree: the one place transport errors are named."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return UpstreamError(f"TLS handshake with the upstream at {base_url} failed: {exc}")
+        return UpstreamError(f"TLS handshake with the upstream failed: {exc}")
     if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
-        return UpstreamUnavailable(f"The upstream at {base_url} is unreachable: {exc}")
+        return UpstreamUnavailable(f"The upstream is unreachable: {exc}")
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return UpstreamTimeout(f"The upstream at {base_url} did not answer in time.")
+        return UpstreamTimeout("The upstream did not answer in time.")
     return UpstreamError(
-        f"The upstream connection to {base_url} failed mid-response: {type(exc).__name__}",
+        f"The upstream connection failed mid-response: {type(exc).__name__}",
         code="upstream_disconnected",
     )
 

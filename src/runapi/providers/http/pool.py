@@ -212,7 +212,7 @@ class PooledHttp1Client(UpstreamClient):
         self, path: str, body: bytes, headers: Mapping[str, str] | None = None
     ) -> UpstreamResponse:
         if self._closed:
-            raise UpstreamUnavailable(f"The client for {self.base_url} is closed.")
+            raise UpstreamUnavailable("The upstream client is closed.")
         if self._slots is None:
             await self.start()
         slots = self._slots
@@ -221,7 +221,7 @@ class PooledHttp1Client(UpstreamClient):
             try:
                 await asyncio.wait_for(slots.acquire(), self._connect_timeout)
             except TimeoutError as exc:
-                raise UpstreamTimeout(f"No free connection to {self.base_url} in time.") from exc
+                raise UpstreamTimeout("No free upstream connection in time.") from exc
         else:
             await slots.acquire()
         try:
@@ -262,7 +262,7 @@ class PooledHttp1Client(UpstreamClient):
             try:
                 await conn.wait(self._read_timeout)
             except _Expired as exc:
-                raise UpstreamTimeout(f"The upstream at {self.base_url} did not answer in time.") from exc
+                raise UpstreamTimeout("The upstream did not answer in time.") from exc
 
     def _take_idle(self) -> _Connection | None:
         while self._idle:
@@ -279,9 +279,9 @@ class PooledHttp1Client(UpstreamClient):
                 self._connect_timeout,
             )
         except TimeoutError as exc:
-            raise UpstreamTimeout(f"Connecting to the upstream at {self.base_url} timed out.") from exc
+            raise UpstreamTimeout("Connecting to the upstream timed out.") from exc
         except OSError as exc:
-            raise UpstreamUnavailable(f"The upstream at {self.base_url} is unreachable: {exc}") from exc
+            raise UpstreamUnavailable(f"The upstream is unreachable: {exc}") from exc
         return conn
 
     def _head(self, path: str, headers: Mapping[str, str] | None) -> bytes:
@@ -315,9 +315,7 @@ class _StaleConnection(Exception):
 
 
 def _disconnected(base_url: str) -> RunapiError:
-    return UpstreamError(
-        f"The upstream at {base_url} closed the connection mid-response.", code="upstream_disconnected"
-    )
+    return UpstreamError("The upstream closed the connection mid-response.", code="upstream_disconnected")
 
 
 def _encode_headers(headers: Mapping[str, str]) -> bytes:
@@ -356,9 +354,7 @@ class _PooledResponse(UpstreamResponse):
             try:
                 await conn.wait(self._client._read_timeout)
             except _Expired as exc:
-                raise UpstreamTimeout(
-                    f"The upstream at {self._client.base_url} stopped sending mid-response."
-                ) from exc
+                raise UpstreamTimeout("The upstream stopped sending mid-response.") from exc
 
     async def drain(self, seconds: float = DRAIN_SECONDS) -> None:
         if self._conn.complete:
