@@ -389,6 +389,11 @@ async def get_generation(request: web.Request) -> web.StreamResponse:
     if not ident:
         raise InvalidRequest("Pass the generation id: `?id=`.", param="id")
     svc = services(request)
+    tasks = svc.extras.get("tasks")
+    if tasks is not None:
+        # Task rows are written behind the response; make this process's pending ones visible, so
+        # the record exists as soon as the terminal event was sent (§8.7).
+        await tasks.store.flush()
     record = await find_generation(svc.db, principal.account_id, ident)
     if not record.finished:
         # OpenRouter clients retry a 404 until the record exists; ours exists at the terminal event.

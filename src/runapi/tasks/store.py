@@ -558,9 +558,11 @@ class TaskStore:
                 await conn.execute(insert(tasks), inserts)
             for cols, rows in updates.items():
                 # Guarded: a task another process already ended (restart recovery) stays ended.
+                # `or_` of equalities, not `in_`: an expanding IN cannot run with executemany.
+                active = or_(*(tasks.c.status == status for status in ACTIVE_STATUSES))
                 stmt = (
                     update(tasks)
-                    .where(tasks.c.id == bindparam("b_id"), tasks.c.status.in_(ACTIVE_STATUSES))
+                    .where(tasks.c.id == bindparam("b_id"), active)
                     .values({c: bindparam("b_" + c) for c in cols})
                 )
                 await conn.execute(stmt, rows)

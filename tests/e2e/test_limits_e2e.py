@@ -1,0 +1,334 @@
+"""Rate limits end to end (issue 6's "must show"): real gateway processes on the real simulator,
+called with the official SDKs; limits read from the shipped tier table, state checked in headers,
+429 bodies and the gateway's own database (read-only).
+
+Every test runs on SQLite and on PostgreSQL; the two-process test needs Redis and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import subprocess
+import threading
+import time
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.procs import (
+    PYTHON,
+    Gateway,
+    Proc,
+    db_rows,
+    drop_postgres,
+    fresh_postgres_url,
+    gateway_env,
+    http_json,
+    key_id_of,
+    ledger_of,
+    running_gateway,
+    start_gateway_process,
+    tier_limits,
+)
+
+MODEL = "MiniMax-M2.7"  # model class `standard`
+POSTGRES_URL = os.environ.get("RUNAPI_TEST_POSTGRES_URL")
+REDIS_URL = os.environ.get("RUNAPI_TEST_REDIS_URL")
+
+
+def oai(url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def anth(url: str, key: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=60)
+
+
+def user(text: str) -> Any:
+    """One user message (typed loosely: the SDKs' TypedDict params are not worth spelling here)."""
+    return [{"role": "user", "content": text}]
+
+
+def gateway_db(gw: Gateway) -> str:
+    return gw.env["RUNAPI_DATABASE_URL"]
+
+
+def assert_openai_429(exc: openai.RateLimitError, limit: int) -> None:
+    """runapi-contract §6.3: OpenAI's 429 shape, `retry-after` in seconds, headers at zero."""
+    assert exc.status_code == 429
+    body = exc.body
+    assert isinstance(body, dict)
+    assert (body["type"], body["code"], body["param"]) == ("requests", "rate_limit_exceeded", None)
+    assert body["message"]
+    headers = exc.response.headers
+    assert float(headers["retry-after"]) > 0
+    assert headers["x-ratelimit-limit-requests"] == str(limit)
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert "x-runapi-task-id" not in headers  # refused at admission: no task
+
+
+def assert_anthropic_429(exc: anthropic.RateLimitError, limit: int) -> None:
+    assert exc.status_code == 429
+    body = exc.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "rate_limit_error"
+    assert body["error"]["message"]
+    assert str(body["request_id"]).startswith("req_")
+    headers = exc.response.headers
+    assert float(headers["retry-after"]) > 0
+    assert headers["anthropic-ratelimit-requests-limit"] == str(limit)
+    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert headers["anthropic-ratelimit-requests-reset"].endswith("Z")  # RFC 3339
+
+
+def tasks_of_key(database_url: str, key_id: str) -> set[str]:
+    rows = db_rows(database_url, "SELECT id FROM tasks WHERE api_key_id = :k", k=key_id)
+    return {str(r["id"]) for r in rows}
+
+
+# ---------------------------------------------------------------- 7. two processes, one limit
+
+
+@pytest.mark.skipif(
+    not (POSTGRES_URL and REDIS_URL), reason="needs RUNAPI_TEST_POSTGRES_URL and RUNAPI_TEST_REDIS_URL"
+)
+def test_two_gateway_processes_share_one_limit(simulator: Proc) -> None:
+    assert POSTGRES_URL is not None
+    assert REDIS_URL is not None
+    url = fresh_postgres_url(POSTGRES_URL)
+    env = gateway_env(url, simulator.url, RUNAPI_REDIS_URL=REDIS_URL)
+    limit = 10
+    try:
+        # Redis buckets are named after account ids, and other suites share this Redis: start our
+        # account ids somewhere no other fresh database does.
+        subprocess.run(
+            [PYTHON, "-m", "runapi.cli.main", "keys", "list"], env=env, check=True, capture_output=True
+        )
+        db_rows(
+            url,
+            "SELECT setval(pg_get_serial_sequence('accounts', 'id'), :n)",
+            n=random.randint(10**6, 2 * 10**9),
+        )
+        with running_gateway(env, "10") as first:
+            second = start_gateway_process(env)
+            try:
+                account_id, key = first.account_id, first.api_key
+                # A high tier, so only the key's own override binds (and the account-wide bucket,
+                # keyed by account id in the shared Redis, is far from its ceiling).
+                first.cli("accounts", "set-tier", str(account_id), "4")
+                key_id = key_id_of(first, account_id)
+                first.cli("keys", "set-limits", key_id, "--model-class", "standard", "--rpm", str(limit))
+
+                served: dict[str, list[str]] = {first.url: [], second.url: []}
+                refused: list[openai.RateLimitError] = []
+                for i in range(3 * limit):
+                    gw_url = (first.url, second.url)[i % 2]
+                    try:
+                        raw = oai(gw_url, key).chat.completions.with_raw_response.create(
+                            model=MODEL, messages=user(f"shared {i}\n@sim tokens=2")
+                        )
+                        raw.parse()
+                        served[gw_url].append(raw.headers["x-runapi-task-id"])
+                    except openai.RateLimitError as exc:
+                        refused.append(exc)
+                total = sum(len(v) for v in served.values())
+                assert limit - 1 <= total <= limit + 1, served
+                assert all(served.values()), "both processes served part of the budget"
+                for refusal in refused:
+                    assert_openai_429(refusal, limit)
+
+                # The Anthropic surface of either process sees the same empty bucket.
+                with pytest.raises(anthropic.RateLimitError) as info:
+                    anth(second.url, key).messages.create(
+                        model=MODEL,
+                        max_tokens=64,
+                        messages=user("anthropic too\n@sim tokens=2"),
+                    )
+                assert_anthropic_429(info.value, limit)
+
+                # Refused requests left nothing behind: no task, no ledger entry.
+                ok = {t for ids in served.values() for t in ids}
+                assert tasks_of_key(url, key_id) == ok
+                assert {e["task_id"] for e in ledger_of(url, account_id) if e["task_id"]} == ok
+            finally:
+                second.stop()
+    finally:
+        drop_postgres(url)
+
+
+# ---------------------------------------------------------------- 8. headers match the state
+
+
+def test_headers_match_the_state_and_refusals_cost_nothing(gateway: Gateway) -> None:
+    account_id, key = gateway.new_account("10")  # $10 paid: tier 1
+    tier = tier_limits(1)
+    remaining: list[int] = []
+    started = time.monotonic()
+    for i in range(5):
+        raw = oai(gateway.url, key).chat.completions.with_raw_response.create(
+            model=MODEL, messages=user(f"count me {i}\n@sim tokens=2")
+        )
+        raw.parse()
+        assert raw.headers["x-ratelimit-limit-requests"] == str(tier["rpm"])
+        assert raw.headers["x-ratelimit-limit-tokens"] in (str(tier["itpm"]), str(tier["otpm"]))
+        remaining.append(int(raw.headers["x-ratelimit-remaining-requests"]))
+    raw_msg = anth(gateway.url, key).messages.with_raw_response.create(
+        model=MODEL,
+        max_tokens=64,
+        messages=user("and me\n@sim tokens=2"),
+    )
+    raw_msg.parse()
+    assert raw_msg.headers["anthropic-ratelimit-requests-limit"] == str(tier["rpm"])
+    remaining.append(int(raw_msg.headers["anthropic-ratelimit-requests-remaining"]))
+    elapsed = time.monotonic() - started
+    # Each request takes one from the bucket; the bucket refills rpm/60 per second meanwhile
+    # (continuous refill), so on a slow machine a count may come back by what has refilled.
+    refilled = math.ceil(elapsed * tier["rpm"] / 60)
+    for n, left in enumerate(remaining, start=1):
+        assert tier["rpm"] - n <= left <= tier["rpm"] - n + refilled, (remaining, elapsed)
+    if refilled <= 1:
+        assert remaining == [tier["rpm"] - n for n in range(1, len(remaining) + 1)]
+
+    # A key of the same account, limited to 2 requests/min: its refusals cost nothing.
+    other = gateway.cli("keys", "create", "--account", str(account_id), "--json")
+    import json
+
+    created = json.loads(other)
+    other_key, other_id = created["api_key"], created["key_id"]
+    gateway.cli("keys", "set-limits", other_id, "--model-class", "standard", "--rpm", "2")
+    before = db_rows(
+        gateway_db(gateway), "SELECT balance_micros, held_micros FROM accounts WHERE id = :a", a=account_id
+    )
+    ledger_before = len(ledger_of(gateway_db(gateway), account_id))
+    served = []
+    for i in range(2):
+        raw = oai(gateway.url, other_key).chat.completions.with_raw_response.create(
+            model=MODEL, messages=user(f"limited {i}\n@sim tokens=2")
+        )
+        raw.parse()
+        served.append(raw.headers["x-runapi-task-id"])
+    charged = [
+        e for e in ledger_of(gateway_db(gateway), account_id)[ledger_before:] if e["task_id"] in set(served)
+    ]
+    for i in range(3):
+        with pytest.raises(openai.RateLimitError) as info:
+            oai(gateway.url, other_key).chat.completions.create(
+                model=MODEL, messages=user(f"over {i}\n@sim tokens=2")
+            )
+        assert_openai_429(info.value, 2)
+    with pytest.raises(openai.RateLimitError) as refused_resp:
+        oai(gateway.url, other_key).responses.create(model=MODEL, input="over on responses\n@sim tokens=2")
+    assert_openai_429(refused_resp.value, 2)
+    assert tasks_of_key(gateway_db(gateway), other_id) == set(served)
+    after_entries = ledger_of(gateway_db(gateway), account_id)[ledger_before:]
+    assert after_entries == charged  # nothing but the two served calls' entries
+    after = db_rows(
+        gateway_db(gateway), "SELECT balance_micros, held_micros FROM accounts WHERE id = :a", a=account_id
+    )
+    spent = -sum(int(e["amount_micros"]) for e in charged if e["type"] == "charge")
+    assert after[0]["balance_micros"] == int(before[0]["balance_micros"]) - spent
+    assert after[0]["held_micros"] == 0
+
+
+# ---------------------------------------------------------------- 9. promotion on the next request
+
+
+def test_promotion_raises_the_limits_on_the_next_request(gateway: Gateway) -> None:
+    account_id, key = gateway.new_account("0")  # tier 0: only free first calls
+    tier0, tier1 = tier_limits(0), tier_limits(1)
+    client = oai(gateway.url, key)
+
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=user("free one\n@sim tokens=2")
+    )
+    raw.parse()
+    assert raw.headers["x-ratelimit-limit-requests"] == str(tier0["rpm"])
+    with pytest.raises(openai.APIStatusError) as info:  # the free call is used up; no payment yet
+        client.chat.completions.create(model=MODEL, messages=user("paid one\n@sim tokens=2"))
+    assert info.value.status_code == 402
+    assert info.value.code == "insufficient_credits"
+    body = info.value.body
+    assert isinstance(body, dict)
+    assert body["metadata"]["reason"] == "insufficient_credits"
+    assert info.value.response.headers["x-ratelimit-limit-requests"] == str(tier0["rpm"])
+    with pytest.raises(anthropic.APIStatusError) as anthropic_info:
+        anth(gateway.url, key).messages.create(
+            model=MODEL,
+            max_tokens=64,
+            messages=user("paid one\n@sim tokens=2"),
+        )
+    assert anthropic_info.value.status_code == 402
+    anthropic_body = anthropic_info.value.body
+    assert isinstance(anthropic_body, dict)
+    assert anthropic_body["error"]["type"] == "billing_error"
+
+    gateway.cli("credit", str(account_id), "5")  # crosses tier 1's $5 threshold
+
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=user("paid now\n@sim tokens=2")
+    )
+    raw.parse()
+    assert raw.headers["x-ratelimit-limit-requests"] == str(tier1["rpm"])
+    status, _, body = http_json(
+        "GET", f"{gateway.url}/api/v1/me/limits", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert status == 200
+    assert isinstance(body, dict)
+    assert body["tier"] == 1
+    standard = [entry for entry in body["limits"] if entry["model_class"] == "standard"]
+    assert standard
+    assert standard[0]["rpm"] == tier1["rpm"]
+
+
+# ---------------------------------------------------------------- 10. concurrency cap
+
+
+def test_concurrency_cap_refuses_at_once(gateway: Gateway) -> None:
+    account_id, key = gateway.new_account("10")
+    key_id = key_id_of(gateway, account_id)
+    gateway.cli("keys", "set-limits", key_id, "--model-class", "standard", "--concurrent", "2")
+    barrier = threading.Barrier(4)
+    events: list[tuple[str, int, Any]] = []  # in the order they happened
+    lock = threading.Lock()
+
+    def stream(i: int) -> None:
+        client = oai(gateway.url, key)
+        barrier.wait(timeout=30)
+        try:
+            chunks = client.chat.completions.create(
+                model=MODEL, messages=user(f"slow {i}\n@sim tokens=3 ttft_ms=1500"), stream=True
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            outcome: tuple[str, int, Any] = ("done", i, text)
+        except openai.RateLimitError as exc:
+            outcome = ("429", i, exc)
+        with lock:
+            events.append(outcome)
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    kinds = [kind for kind, _, _ in events]
+    assert sorted(kinds) == ["429", "429", "done", "done"], events
+    # The refusals came back while the two admitted streams were still waiting for their first token.
+    assert kinds[:2] == ["429", "429"], kinds
+    for kind, _, result in events:
+        if kind == "done":
+            assert result
+        else:
+            assert isinstance(result, openai.RateLimitError)
+            body = result.body
+            assert isinstance(body, dict)
+            assert body["code"] == "rate_limit_exceeded"
+            assert body["type"] == "requests"
+            assert float(result.response.headers["retry-after"]) > 0
+    # The slots came back when the streams ended.
+    again = oai(gateway.url, key).chat.completions.create(model=MODEL, messages=user("after\n@sim tokens=2"))
+    assert again.choices[0].message.content
