@@ -68,3 +68,29 @@ def test_skill_example_runs(gateway: Gateway, name: str, language: str, code: st
             (NODE_DIR / f"skill-{name}").unlink(missing_ok=True)
     assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
     assert done.stdout.strip(), f"{name} printed nothing"
+
+
+def test_a_request_valid_by_the_skill_schema_is_accepted_and_a_violating_one_refused(gateway: Gateway) -> None:
+    import json
+
+    import jsonschema
+
+    from runapi.skills.schema import endpoint_schema, request_def
+    from tests.procs import http_json
+
+    catalog = load_catalog()
+    bundle = build_skill("minimax", catalog.families()["minimax"], gateway.url, request_json_schemas(), "0.1.0")
+    document = json.loads(bundle.skill_files["references/schema.json"])
+    schema = endpoint_schema(document, request_def("chat.completions"))
+    good = {"model": "MiniMax-M2.7", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
+    bad = {**good, "n": 2}
+    jsonschema.validate(good, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+    auth = {"Authorization": f"Bearer {gateway.api_key}"}
+    status, _, _ = http_json("POST", gateway.base_url + "/chat/completions", good, auth)
+    assert status == 200
+    status, _, body = http_json("POST", gateway.base_url + "/chat/completions", bad, auth)
+    assert status == 400
+    assert isinstance(body, dict)
+    assert body["error"]["param"] == "n"
