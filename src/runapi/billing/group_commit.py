@@ -173,11 +173,17 @@ class GroupCommitter:
         ledger = self.ledger
         out: list[tuple[asyncio.Future[Admission], Admission | BaseException]] = []
         needs_hold: list[AdmitJob] = []
+        tried: set[tuple[int, str]] = set()  # one grant attempt per (account, model) per batch
         for job in jobs:
             assert job.base is not None
-            if ledger._grant_may_apply(job.account_id, job.account_created_at, job.model.id, now) and (
-                await ledger._reserve_grant(conn, job.account_id, job.model.id, job.task_id, now)
+            grant = (job.account_id, job.model.id)
+            reserved = False
+            if grant not in tried and ledger._grant_may_apply(
+                job.account_id, job.account_created_at, job.model.id, now
             ):
+                tried.add(grant)
+                reserved = await ledger._reserve_grant(conn, job.account_id, job.model.id, job.task_id, now)
+            if reserved:
                 cap = ledger.settings.free_call_output_cap
                 capped = cap if job.max_output_tokens is None else min(job.max_output_tokens, cap)
                 out.append(

@@ -185,7 +185,20 @@ class Ledger:
             set_={"status": "reserved", "task_id": task_id, "updated_at": now},
             where=free_grants.c.status == "available",
         ).returning(free_grants.c.task_id)
-        return (await conn.execute(stmt)).first() is not None
+        if (await conn.execute(stmt)).first() is not None:
+            return True
+        # Not available. If it is consumed for good, stop asking for it in this process (without
+        # this, every later request of the account would pay one more statement).
+        status = (
+            await conn.execute(
+                select(free_grants.c.status).where(
+                    free_grants.c.account_id == account_id, free_grants.c.model == model
+                )
+            )
+        ).scalar()
+        if status == "consumed":
+            self._consumed_grants.add((account_id, model))
+        return False
 
     async def _hold(self, conn: AsyncConnection, account_id: int, amount: int, now: datetime) -> bool:
         """The guarded UPDATE of §8.4; zero rows means the hold does not fit."""

@@ -219,7 +219,8 @@ class Settlement:
 
         inserted: set[str] = set()
         if rows:
-            result = await conn.execute(insert_entries_once(db).values(rows))
+            # executemany form: the statement compiles once and is cached, whatever the batch size.
+            result = await conn.execute(insert_entries_once(db), rows)
             inserted = {r.idempotency_key for r in result}
         spent: dict[int, int] = {}
         for key, post in paid_charges.items():
