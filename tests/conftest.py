@@ -19,6 +19,9 @@ from tests.procs import (
     start_simulator,
 )
 
+# `db`: a fresh database per test, on SQLite and PostgreSQL (tests/databases.py).
+pytest_plugins = ["tests.databases"]
+
 POSTGRES_URL = os.environ.get("RUNAPI_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("RUNAPI_TEST_REDIS_URL")
 BACKENDS = ["sqlite"] + (["postgres"] if POSTGRES_URL else [])
@@ -39,7 +42,9 @@ def database_for(backend: str, tmp: Path) -> str:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def gateway(request: pytest.FixtureRequest, simulator: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(
+    request: pytest.FixtureRequest, simulator: Proc, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
     """One gateway per database backend, on the simulator, shared by the session's tests."""
     backend: str = request.param
     url = database_for(backend, tmp_path_factory.mktemp(f"gw-{backend}"))

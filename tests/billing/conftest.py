@@ -3,60 +3,17 @@ RUNAPI_TEST_POSTGRES_URL is set (a uniquely named database, dropped afterwards).
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import asyncpg
 import msgspec
 import pytest
-from sqlalchemy.engine import make_url
 
 from runapi.auth import AccountRepository
 from runapi.billing import Ledger, PriceBook
 from runapi.catalog import Catalog, load_catalog
-from runapi.ids import new_ulid
 from runapi.settings import BillingSettings
 from runapi.store.database import Database
-from runapi.store.schema import metadata
-
-PG_URL = os.environ.get("RUNAPI_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)] if PG_URL else ["sqlite"]
-
-
-def _pg_admin_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture(params=BACKENDS)
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'billing.db'}")
-        async with database.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        yield database
-        await database.dispose()
-        return
-    assert PG_URL is not None
-    name = f"runapi_billing_{os.getpid()}_{new_ulid().lower()[-8:]}"
-    admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    database = Database(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-        admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,21 +3,17 @@ set), a real ledger and real accounts and keys, and the console served by a real
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import insert
-from sqlalchemy.engine import make_url
 
 from runapi import console
 from runapi.api.account import LEDGER_EXTRA
@@ -30,46 +26,10 @@ from runapi.providers.registry import ProviderRegistry
 from runapi.services import SERVICES, Services
 from runapi.settings import BillingSettings, Settings
 from runapi.store.database import Database
-from runapi.store.schema import metadata, tasks
+from runapi.store.schema import tasks
 
-PG_URL = os.environ.get("RUNAPI_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)] if PG_URL else ["sqlite"]
 ADMIN_KEY = "console-test-admin-key"
 _ULID = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def _pg_admin_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture(params=BACKENDS)
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'console.db'}")
-        async with database.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        yield database
-        await database.dispose()
-        return
-    assert PG_URL is not None
-    name = f"runapi_console_{os.getpid()}_{new_ulid().lower()[-8:]}"
-    admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    database = Database(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-        admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,16 +6,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
-import asyncpg
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy.engine import make_url
 
 from runapi.limits import InProcessLimiterBackend, Limiter, LimiterBackend, RedisLimiterBackend
-from runapi.store.database import Database
-from runapi.store.schema import metadata
 
 REDIS_URL = os.environ.get("RUNAPI_TEST_REDIS_URL")
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
@@ -81,43 +76,3 @@ async def limiter(backend: LimiterBackend, clock: FakeClock) -> AsyncIterator[Li
     lim = Limiter(backend, clock=clock)
     yield lim
     await lim.aclose()  # stops the lease keeper; closing the backend twice is harmless
-
-
-# -- a fresh database per test: SQLite always, PostgreSQL too when RUNAPI_TEST_POSTGRES_URL is set
-
-PG_URL = os.environ.get("RUNAPI_TEST_POSTGRES_URL")
-DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)] if PG_URL else ["sqlite"]
-
-
-def _pg_admin_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture(params=DATABASES)
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'limits.db'}")
-        async with database.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        yield database
-        await database.dispose()
-        return
-    assert PG_URL is not None
-    name = f"runapi_limits_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    database = Database(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-        admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()

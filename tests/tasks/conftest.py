@@ -3,23 +3,14 @@ when RUNAPI_TEST_POSTGRES_URL is set (a uniquely named database, dropped afterwa
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from runapi.auth import AccountRepository, KeyRepository
-from runapi.ids import new_ulid
 from runapi.settings import Settings, TaskSettings, WebhookSettings
 from runapi.store.database import Database
-from runapi.store.schema import metadata
 from runapi.tasks.store import TaskStore
-
-PG_URL = os.environ.get("RUNAPI_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)] if PG_URL else ["sqlite"]
 
 
 def make_settings(**tasks: object) -> Settings:
@@ -29,42 +20,6 @@ def make_settings(**tasks: object) -> Settings:
             allow_http=True, allow_private=True, retry_schedule=(0, 0.05, 0.05, 0.05), timeout_seconds=5.0
         ),
     )
-
-
-def _pg_admin_dsn(url: str) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
-
-
-@pytest.fixture(params=BACKENDS)
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'tasks.db'}")
-        async with database.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        yield database
-        await database.dispose()
-        return
-    assert PG_URL is not None
-    name = "runapi_tasks_" + new_ulid().lower()
-    admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    database = Database(url)
-    async with database.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-        admin = await asyncpg.connect(_pg_admin_dsn(PG_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture
