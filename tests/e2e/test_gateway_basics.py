@@ -1,0 +1,126 @@
+"""Gateway-wide behaviour: first start, imported keys, body limits, surfaces sharing a conversation."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import anthropic
+import openai
+
+from tests.procs import PYTHON, Gateway, gateway_env, http_json, sqlite_url, start_process
+
+
+def test_first_start_on_an_empty_database_prints_a_working_key(tmp_path: Path) -> None:
+    env = gateway_env(sqlite_url(tmp_path), None)
+    proc = start_process(
+        [PYTHON, "-m", "runapi.cli.main", "serve", "--host", "127.0.0.1", "--port", "0"], env
+    )
+    try:
+        printed = "".join(proc.log)
+        match = re.search(r"(sk-ra-[A-Za-z0-9_-]+)", printed)
+        assert match, printed
+        status, _, body = http_json(
+            "GET", proc.url + "/v1/models", headers={"Authorization": f"Bearer {match.group(1)}"}
+        )
+        assert status == 200
+        assert isinstance(body, dict)
+        assert "SmolLM2-135M-Instruct" in {m["id"] for m in body["data"]}
+    finally:
+        proc.stop()
+
+
+def test_an_imported_key_value_works(gateway: Gateway) -> None:
+    account_id, _ = gateway.new_account("1")
+    secret = "legacy-gateway-key-0001"
+    created = json.loads(
+        gateway.cli("keys", "create", "--account", str(account_id), "--value", secret, "--json")
+    )
+    assert created["api_key"] == secret
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=secret, max_retries=0)
+    assert client.models.list().data
+    done = subprocess.run(
+        [PYTHON, "-m", "runapi.cli.main", "keys", "create", "--account", str(account_id), "--value", "short"],
+        env=gateway.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+
+
+def test_an_oversized_body_is_413_in_each_dialect(gateway: Gateway) -> None:
+    huge = "x" * (9 * 1024 * 1024)  # over the default 8 MiB limit
+    auth = {"Authorization": f"Bearer {gateway.api_key}"}
+    status, headers, body = http_json(
+        "POST",
+        gateway.base_url + "/chat/completions",
+        {"model": "MiniMax-M2.7", "messages": [{"role": "user", "content": huge}]},
+        auth,
+    )
+    assert status == 413
+    assert isinstance(body, dict)
+    assert body["error"]["code"] == "request_too_large"
+    assert headers.get("x-request-id")
+    status, _, body = http_json(
+        "POST",
+        gateway.url + "/v1/messages",
+        {"model": "MiniMax-M2.7", "max_tokens": 8, "messages": [{"role": "user", "content": huge}]},
+        {**auth, "anthropic-version": "2023-06-01"},
+    )
+    assert status == 413
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "request_too_large"
+
+
+def test_a_tool_conversation_started_on_chat_continues_on_anthropic(gateway: Gateway) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+    chat = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    ask = "Look it up\n@sim tool=lookup reasoning=3"
+    first = chat.chat.completions.create(
+        model="MiniMax-M2.7",
+        messages=[{"role": "user", "content": ask}],
+        tools=[tool],  # type: ignore[list-item]
+    )
+    message = first.choices[0].message
+    assert message.tool_calls
+    call = message.tool_calls[0]
+    reasoning = getattr(message, "reasoning_content", None)
+    assert reasoning
+    # The same turn, expressed in Anthropic's blocks, continues on /v1/messages.
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.api_key, max_retries=0)
+    second = claude.messages.create(
+        model="MiniMax-M2.7",
+        max_tokens=256,
+        tools=[{"name": "lookup", "input_schema": tool["function"]["parameters"]}],  # type: ignore[index,list-item]
+        messages=[
+            {"role": "user", "content": ask},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": message.content or "Looking it up."},
+                    {
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": "lookup",
+                        "input": json.loads(call.function.arguments),
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "found it"}],
+            },
+        ],
+    )
+    assert second.stop_reason == "end_turn"
+    assert any(block.type == "text" and block.text for block in second.content)
