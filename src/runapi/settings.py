@@ -39,6 +39,7 @@ class LocalModelSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     queue_size: int = 16
     n_ctx: int = 8192
     n_threads: int | None = None
+    preload: bool | None = None  # load at startup; None: only when running a single worker
 
 
 class LimitSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -131,6 +132,7 @@ ENV_VARS: dict[str, str] = {
     "RUNAPI_LOCAL_INSTANCES": "local.instances",
     "RUNAPI_LOCAL_QUEUE_SIZE": "local.queue_size",
     "RUNAPI_LOCAL_N_CTX": "local.n_ctx",
+    "RUNAPI_LOCAL_PRELOAD": "local.preload",
     "RUNAPI_LIMITS_ENABLED": "limits.enabled",
     "RUNAPI_REDIS_FAILURE_MODE": "limits.redis_failure_mode",
     "RUNAPI_TASK_RETENTION_DAYS": "tasks.retention_days",

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -34,6 +34,8 @@ from runapi.limits.tiers import LimitValues
 DEFAULT_PREFIX = "runapi:rl:"
 # Lease refreshes are pipelined in batches of this many slots.
 _REFRESH_BATCH = 256
+# Connections per process; admissions beyond it wait (within their deadline) for a free one.
+_POOL_SIZE = 256
 
 
 class RedisLimiterBackend:
@@ -62,8 +64,12 @@ class RedisLimiterBackend:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.25, **kwargs: Any) -> RedisLimiterBackend:
-        client = Redis.from_url(
+        # A blocking pool: under a burst (thousands of streams admitting at once) a call waits for a
+        # free connection within its deadline instead of failing with "Too many connections".
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=_POOL_SIZE,
+            timeout=timeout,
             decode_responses=True,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
@@ -71,7 +77,7 @@ class RedisLimiterBackend:
             # backoff would turn an outage into a hang.
             retry=Retry(NoBackoff(), 0),
         )
-        return cls(client, timeout=timeout, **kwargs)
+        return cls(Redis(connection_pool=pool), timeout=timeout, **kwargs)
 
     async def load_scripts(self) -> None:
         """Load the scripts now (optional; the first call loads them otherwise)."""

@@ -66,10 +66,17 @@ class LocalProvider:
         self._vocab: Vocabulary | None = None
         self._start_lock: asyncio.Lock | None = None
         self._started = False
+        self.preload = True
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """At gateway startup: load now when preloading, else on the first request (a load takes
+        about 0.1 s, and a gateway that never serves the local model keeps ~200 MB free)."""
+        if self.preload:
+            await self.load()
+
+    async def load(self) -> None:
         if self._started:
             return
         if self._start_lock is None:
@@ -201,7 +208,7 @@ class LocalProvider:
 
     async def _ready(self) -> WorkerPool[ModelInstance]:
         if not self._started:
-            await self.start()
+            await self.load()
         if self._pool is None:
             raise UpstreamNotConfigured(self.unavailable_reason or "The local model is not loaded.")
         return self._pool
@@ -269,4 +276,9 @@ def _quiet_llama_cpp() -> None:
 
 @register_kind("local")
 def create_local_provider(name: str, upstream: UpstreamSettings, settings: Settings) -> LocalProvider:
-    return LocalProvider(name, settings.local)
+    provider = LocalProvider(name, settings.local)
+    # Default: preload with a single worker (`make serve` shows the load and answers at once);
+    # with several workers, each loads on first use, so idle workers stay small.
+    preload = settings.local.preload
+    provider.preload = settings.workers <= 1 if preload is None else preload
+    return provider
