@@ -112,7 +112,11 @@ class Pipeline:
             return self._error(surface, exc, headers)
 
         if gen.mode == "async":
-            return await self.hooks.submit_async(request, gen, headers, self._run_detached)
+            try:
+                return await self.hooks.submit_async(request, gen, headers, self._run_detached)
+            except RunapiError as exc:  # e.g. the async queue is full: release what admission took
+                await self._settle(gen, exc, False)
+                return self._error(surface, exc, headers)
         with self.hooks.tracking(gen):
             if gen.mode == "stream":
                 return await self._stream(request, gen, headers)
