@@ -85,7 +85,9 @@ def _drain_in_background(proc: Proc) -> None:
 
 
 def start_simulator(*extra: str) -> Proc:
-    return start_process([PYTHON, "-m", "runapi.simulator", "--host", "127.0.0.1", "--port", "0", *extra], dict(os.environ))
+    return start_process(
+        [PYTHON, "-m", "runapi.simulator", "--host", "127.0.0.1", "--port", "0", *extra], dict(os.environ)
+    )
 
 
 def fresh_postgres_url(base: str) -> str:
@@ -143,14 +145,20 @@ class Gateway:
     def cli(self, *args: str) -> str:
         """Run a `runapi` CLI command against this gateway's database; return stdout."""
         done = subprocess.run(
-            [PYTHON, "-m", "runapi.cli.main", *args], env=self.env, capture_output=True, text=True, timeout=120
+            [PYTHON, "-m", "runapi.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             raise RuntimeError(f"runapi {' '.join(args)} failed: {done.stdout}\n{done.stderr}")
         return done.stdout
 
     def new_account(self, credit: str = "0") -> tuple[int, str]:
-        data = json.loads(self.cli("accounts", "create", f"acct-{uuid.uuid4().hex[:6]}", "--credit", credit, "--json"))
+        data = json.loads(
+            self.cli("accounts", "create", f"acct-{uuid.uuid4().hex[:6]}", "--credit", credit, "--json")
+        )
         return int(data["account_id"]), str(data["api_key"])
 
 
@@ -188,7 +196,9 @@ def running_gateway(env: dict[str, str], credit: str = "100", *args: str) -> Ite
     if setup.returncode != 0:
         raise RuntimeError(setup.stdout + setup.stderr)
     data = json.loads(setup.stdout.strip().splitlines()[-1])
-    proc = start_process([PYTHON, "-m", "runapi.cli.main", "serve", "--host", "127.0.0.1", "--port", "0", *args], env)
+    proc = start_process(
+        [PYTHON, "-m", "runapi.cli.main", "serve", "--host", "127.0.0.1", "--port", "0", *args], env
+    )
     try:
         yield Gateway(proc, env, str(data["api_key"]), int(data["account_id"]))
     finally:
@@ -200,14 +210,20 @@ def sqlite_url(tmp: Path) -> str:
 
 
 def http_json(
-    method: str, url: str, body: object | None = None, headers: dict[str, str] | None = None, timeout: float = 60
+    method: str,
+    url: str,
+    body: object | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60,
 ) -> tuple[int, dict[str, str], object]:
     """A raw HTTP call for asserting on exact statuses, headers and bodies (stdlib only)."""
     import urllib.error
     import urllib.request
 
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()

@@ -70,7 +70,9 @@ def test_skill_example_runs(gateway: Gateway, name: str, language: str, code: st
     assert done.stdout.strip(), f"{name} printed nothing"
 
 
-def test_a_request_valid_by_the_skill_schema_is_accepted_and_a_violating_one_refused(gateway: Gateway) -> None:
+def test_a_request_valid_by_the_skill_schema_is_accepted_and_a_violating_one_refused(
+    gateway: Gateway,
+) -> None:
     import json
 
     import jsonschema
@@ -79,7 +81,9 @@ def test_a_request_valid_by_the_skill_schema_is_accepted_and_a_violating_one_ref
     from tests.procs import http_json
 
     catalog = load_catalog()
-    bundle = build_skill("minimax", catalog.families()["minimax"], gateway.url, request_json_schemas(), "0.1.0")
+    bundle = build_skill(
+        "minimax", catalog.families()["minimax"], gateway.url, request_json_schemas(), "0.1.0"
+    )
     document = json.loads(bundle.skill_files["references/schema.json"])
     schema = endpoint_schema(document, request_def("chat.completions"))
     good = {"model": "MiniMax-M2.7", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 64}
