@@ -47,6 +47,8 @@ class LimitSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # What to do when Redis does not answer: "closed" refuses (503), "open" admits unchecked.
     redis_failure_mode: Literal["closed", "open"] = "closed"
     redis_timeout: float = 0.25
+    # Key prefix in Redis, so several deployments (or test runs) can share one server.
+    redis_prefix: str = "runapi:rl:"
     # Tier table overrides, raw TOML `[[limits.tiers]]` entries merged by `tier` number onto the
     # shipped `limits/tiers.toml` (see runapi.limits.tiers).
     tiers: list[dict[str, Any]] = msgspec.field(default_factory=list)
@@ -135,6 +137,8 @@ ENV_VARS: dict[str, str] = {
     "RUNAPI_LOCAL_PRELOAD": "local.preload",
     "RUNAPI_LIMITS_ENABLED": "limits.enabled",
     "RUNAPI_REDIS_FAILURE_MODE": "limits.redis_failure_mode",
+    "RUNAPI_REDIS_PREFIX": "limits.redis_prefix",
+    "RUNAPI_REDIS_TIMEOUT": "limits.redis_timeout",
     "RUNAPI_TASK_RETENTION_DAYS": "tasks.retention_days",
     "RUNAPI_WEBHOOKS_ALLOW_HTTP": "webhooks.allow_http",
     "RUNAPI_WEBHOOKS_ALLOW_PRIVATE": "webhooks.allow_private",
@@ -204,5 +208,6 @@ _STRING_PATHS = {
     "catalog_path",
     "local.model_path",
     "limits.redis_failure_mode",
+    "limits.redis_prefix",
     "log_level",
 }

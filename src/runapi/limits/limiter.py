@@ -261,7 +261,9 @@ def build_limiter(settings: Settings) -> Limiter:
     lim = settings.limits
     backend: LimiterBackend
     if settings.redis_url:
-        backend = RedisLimiterBackend.from_url(settings.redis_url, timeout=lim.redis_timeout)
+        backend = RedisLimiterBackend.from_url(
+            settings.redis_url, timeout=lim.redis_timeout, prefix=lim.redis_prefix
+        )
     elif lim.enabled and settings.workers > 1:
         raise ValueError(
             f"{settings.workers} workers need shared rate-limit state: set RUNAPI_REDIS_URL "
