@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from sqlalchemy import and_, case, false, func, null, or_, select, true, update
+from sqlalchemy import BigInteger, String, and_, bindparam, case, false, func, null, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import ColumnElement
 
 from runapi.canonical import Usage
@@ -93,6 +94,9 @@ class Ledger:
         self.settings = settings
         self._clock = clock
         self._cap = _cap_expression(postpaid_caps or {})
+        # Built once: a statement object reused keeps its cache key, so SQLAlchemy skips building
+        # the expression and its key on every admission.
+        self._hold_stmt = _hold_statement(self._cap, paid_only_after_free=settings.paid_only_after_free)
         # A consumed grant never comes back, so this process stops asking for it (no statement).
         self._consumed_grants: set[tuple[int, str]] = set()
         self._group = GroupCommitter(self)
@@ -202,19 +206,8 @@ class Ledger:
 
     async def _hold(self, conn: AsyncConnection, account_id: int, amount: int, now: datetime) -> bool:
         """The guarded UPDATE of §8.4; zero rows means the hold does not fit."""
-        a = accounts.c
-        prepaid_ok = a.balance_micros - a.held_micros >= amount
-        if self.settings.paid_only_after_free:
-            prepaid_ok = and_(prepaid_ok, or_(a.first_payment_at.is_not(None), a.tier > 0))
-        month_spent = case((a.spend_month == _month(now), a.spend_month_micros), else_=0)
-        postpaid_ok = or_(self._cap.is_(None), month_spent + a.held_micros + amount <= self._cap)
         result = await conn.execute(
-            update(accounts)
-            .where(
-                a.id == account_id,
-                or_(and_(a.postpaid == false(), prepaid_ok), and_(a.postpaid == true(), postpaid_ok)),
-            )
-            .values(held_micros=a.held_micros + amount)
+            self._hold_stmt, {"h_account": account_id, "h_amount": amount, "h_month": _month(now)}
         )
         return bool(result.rowcount)
 
@@ -433,6 +426,26 @@ class Ledger:
             postpaid=bool(row.postpaid),
             monthly_cap_micros=row.monthly_cap_micros,
         )
+
+
+def _hold_statement(cap: ColumnElement[int], *, paid_only_after_free: bool) -> Update:
+    """`held += amount` only where the hold fits: prepaid within the available balance, postpaid
+    within the monthly cap. Parameters: `h_account`, `h_amount`, `h_month`."""
+    a = accounts.c
+    amount = bindparam("h_amount", type_=BigInteger)
+    prepaid_ok = a.balance_micros - a.held_micros >= amount
+    if paid_only_after_free:
+        prepaid_ok = and_(prepaid_ok, or_(a.first_payment_at.is_not(None), a.tier > 0))
+    month_spent = case((a.spend_month == bindparam("h_month", type_=String), a.spend_month_micros), else_=0)
+    postpaid_ok = or_(cap.is_(None), month_spent + a.held_micros + amount <= cap)
+    return (
+        update(accounts)
+        .where(
+            a.id == bindparam("h_account"),
+            or_(and_(a.postpaid == false(), prepaid_ok), and_(a.postpaid == true(), postpaid_ok)),
+        )
+        .values(held_micros=a.held_micros + amount)
+    )
 
 
 def _cap_expression(caps: Mapping[int, int | None]) -> ColumnElement[int]:

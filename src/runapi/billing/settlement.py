@@ -15,6 +15,7 @@ its charge is posted directly, still under its idempotency key (runapi-contract 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,7 +24,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import BigInteger, String, and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import Insert, Update
 
 from runapi.canonical import Usage
 from runapi.catalog import Prices
@@ -93,9 +94,11 @@ def charge_for(admission: Admission, usage: Usage, schedule: PriceSchedule | Non
     return Post(admission, cost_micros(usage, prices), meta)
 
 
+@functools.cache
 def account_deltas_statement() -> Update:
     """Apply summed deltas to one account; run with executemany (`a_id`, `d_cost`, `d_released`,
-    `d_month`). Bonus credit is spent first; the month counter restarts with a new month."""
+    `d_month`). Bonus credit is spent first; the month counter restarts with a new month. Built
+    once and reused: a reused statement keeps its cache key, so it is not rebuilt per batch."""
     a = accounts.c
     cost = bindparam("d_cost", type_=BigInteger)
     month = bindparam("d_month", type_=String)
@@ -220,7 +223,7 @@ class Settlement:
         inserted: set[str] = set()
         if rows:
             # executemany form: the statement compiles once and is cached, whatever the batch size.
-            result = await conn.execute(insert_entries_once(db), rows)
+            result = await conn.execute(entries_insert_once(db), rows)
             inserted = {r.idempotency_key for r in result}
         spent: dict[int, int] = {}
         for key, post in paid_charges.items():
@@ -251,6 +254,17 @@ class Settlement:
         return results
 
 
+_INSERT_ONCE: dict[bool, Insert] = {}
+
+
+def entries_insert_once(db: Database) -> Insert:
+    """`insert_entries_once` for this database's dialect, built once per process."""
+    stmt = _INSERT_ONCE.get(db.is_sqlite)
+    if stmt is None:
+        stmt = _INSERT_ONCE[db.is_sqlite] = insert_entries_once(db)
+    return stmt
+
+
 def _charge_row(post: Post, now: datetime) -> dict[str, Any]:
     return entry_row(
         account_id=post.admission.account_id,
@@ -263,15 +277,26 @@ def _charge_row(post: Post, now: datetime) -> dict[str, Any]:
     )
 
 
+def _claim_holds_statement() -> Update:
+    """`open → :c_status` for the tasks in `:c_tasks`; returns what each claimed hold reserved."""
+    h = holds.c
+    return (
+        update(holds)
+        .where(h.task_id.in_(bindparam("c_tasks", expanding=True)), h.status == "open")
+        .values(status=bindparam("c_status", type_=String))
+        .returning(h.task_id, h.amount_micros)
+    )
+
+
+# Built once (see `account_deltas_statement`): reused statements keep their cache key.
+_CLAIM_HOLDS = _claim_holds_statement()
+
+
 async def _claim_holds(conn: AsyncConnection, admissions: list[Admission], status: str) -> dict[str, int]:
     if not admissions:
         return {}
-    h = holds.c
     result = await conn.execute(
-        update(holds)
-        .where(h.task_id.in_([a.task_id for a in admissions]), h.status == "open")
-        .values(status=status)
-        .returning(h.task_id, h.amount_micros)
+        _CLAIM_HOLDS, {"c_tasks": [a.task_id for a in admissions], "c_status": status}
     )
     return {row.task_id: row.amount_micros for row in result}
 

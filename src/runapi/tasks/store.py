@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Update
 
 from runapi.errors import NotFound
 from runapi.ids import new_ulid
@@ -72,6 +73,27 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+# Built once: a reused statement keeps its cache key, so a flush does not rebuild its expressions.
+_INSERT_TASKS = insert(tasks)
+_INSERT_OUTBOX = insert(webhook_outbox)
+_UPDATES: dict[tuple[str, ...], Update] = {}
+
+
+def _update_statement(cols: tuple[str, ...]) -> Update:
+    """The write-behind update of `cols` (executemany: `b_id`, `b_<col>`), one per column set.
+    Guarded: a task another process already ended (restart recovery) stays ended. `or_` of
+    equalities, not `in_`: an expanding IN cannot run with executemany."""
+    stmt = _UPDATES.get(cols)
+    if stmt is None:
+        active = or_(*(tasks.c.status == status for status in ACTIVE_STATUSES))
+        stmt = _UPDATES[cols] = (
+            update(tasks)
+            .where(tasks.c.id == bindparam("b_id"), active)
+            .values({c: bindparam("b_" + c) for c in cols})
+        )
+    return stmt
 
 
 class TaskPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -555,17 +577,9 @@ class TaskStore:
             outbox.extend(pending.outbox)
         async with self.db.begin() as conn:
             if inserts:
-                await conn.execute(insert(tasks), inserts)
+                await conn.execute(_INSERT_TASKS, inserts)
             for cols, rows in updates.items():
-                # Guarded: a task another process already ended (restart recovery) stays ended.
-                # `or_` of equalities, not `in_`: an expanding IN cannot run with executemany.
-                active = or_(*(tasks.c.status == status for status in ACTIVE_STATUSES))
-                stmt = (
-                    update(tasks)
-                    .where(tasks.c.id == bindparam("b_id"), active)
-                    .values({c: bindparam("b_" + c) for c in cols})
-                )
-                await conn.execute(stmt, rows)
+                await conn.execute(_update_statement(cols), rows)
             if outbox:
-                await conn.execute(insert(webhook_outbox), outbox)
+                await conn.execute(_INSERT_OUTBOX, outbox)
         return bool(outbox)
