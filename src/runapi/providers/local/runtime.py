@@ -69,8 +69,6 @@ class Job(Generic[InstanceT]):
             error = UpstreamError(f"The local model failed during generation: {exc}")
             error.__cause__ = exc
             self.post(error)
-        finally:
-            self.post(_DONE)
 
     # ---- event loop side
 
@@ -244,12 +242,13 @@ class WorkerPool(Generic[InstanceT]):
                 with self._lock:
                     self._running.add(job)
                 try:
-                    if job.cancelled.is_set():  # withdrawn while a worker was taking it
-                        job.post(_DONE)
-                    else:
+                    if not job.cancelled.is_set():  # else withdrawn while a worker was taking it
                         job.run(instance)
                 finally:
+                    # Free the slot before the consumer sees the end, so a client that sends its
+                    # next request at once finds the capacity it just released.
                     self._finished(job)
+                    job.post(_DONE)
         finally:
             self._unload(instance)
 
