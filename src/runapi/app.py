@@ -10,6 +10,7 @@ from aiohttp import web
 
 from runapi.api.common import error_response, json_response, request_id
 from runapi.auth import AccountRepository, KeyRepository
+from runapi.canonical.codec import Surface
 from runapi.catalog import load_catalog
 from runapi.errors import NotFound, RunapiError
 from runapi.pipeline import Pipeline, PipelineHooks
@@ -20,7 +21,6 @@ from runapi.settings import Settings
 from runapi.store.database import Database
 from runapi.store.secrets import shared_secret
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
-from runapi.surfaces.base import Surface
 from runapi.surfaces.openai_chat import ChatCompletionsSurface
 from runapi.surfaces.openai_responses import ResponsesSurface
 from runapi.surfaces.reasoning_signature import ReasoningSigner

@@ -19,10 +19,10 @@ from runapi.canonical import (
     ToolResultPart,
     ToolSpec,
 )
+from runapi.canonical.codec import Surface
 from runapi.errors import InvalidRequest
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
 from runapi.surfaces.anthropic_messages.decode import IMAGE_IN_TOOL_RESULT
-from runapi.surfaces.base import Surface
 
 KEY = b"test-signing-key"
 surface = AnthropicMessagesSurface(KEY)

@@ -16,6 +16,7 @@ from anthropic.types import Message as SDKMessage
 from anthropic.types import ModelInfo
 
 from runapi.canonical import Completion, FinishReason, Message, ReasoningPart, TextPart, ToolCallPart, Usage
+from runapi.canonical.codec import RateLimitView, ResponseMeta
 from runapi.catalog.loader import ModelEntry, Prices
 from runapi.errors import (
     AuthenticationFailed,
@@ -36,7 +37,6 @@ from runapi.errors import (
 )
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
 from runapi.surfaces.anthropic_messages.headers import rate_limit_headers
-from runapi.surfaces.base import RateLimitView, ResponseMeta
 
 surface = AnthropicMessagesSurface(b"test-signing-key")
 ULID = "01JZ8Q4M1T6Y3N0X5V2C7B9D8E"

@@ -23,9 +23,9 @@ from runapi.canonical import (
     UsageReport,
 )
 from runapi.canonical.accumulate import Accumulator
+from runapi.canonical.codec import Decoded, ResponseMeta, StreamEncoder
 from runapi.errors import Overloaded, UpstreamError
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface, AnthropicStreamEncoder
-from runapi.surfaces.base import Decoded, ResponseMeta, StreamEncoder
 
 surface = AnthropicMessagesSurface(b"test-signing-key")
 _events: pydantic.TypeAdapter[RawMessageStreamEvent] = pydantic.TypeAdapter(RawMessageStreamEvent)

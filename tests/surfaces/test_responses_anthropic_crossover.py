@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 
 from runapi.canonical import Completion, Message, ReasoningPart, TextPart, ToolCallPart, Usage
+from runapi.canonical.codec import ResponseMeta
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
-from runapi.surfaces.base import ResponseMeta
 from runapi.surfaces.openai_responses import ResponsesSurface
 
 KEY = b"one-key-for-every-surface"

@@ -19,8 +19,8 @@ from runapi.canonical import (
     ToolResultPart,
     ToolSpec,
 )
+from runapi.canonical.codec import Surface
 from runapi.errors import InvalidRequest
-from runapi.surfaces.base import Surface
 from runapi.surfaces.openai_responses import ResponsesSurface
 from runapi.surfaces.openai_responses.sealed_reasoning import seal
 

@@ -23,8 +23,8 @@ from runapi.canonical import (
     ToolResultPart,
     Usage,
 )
+from runapi.canonical.codec import Decoded, GatewayOptions, ResponseMeta
 from runapi.errors import InvalidRequest, RateLimited, UpstreamError, UpstreamUnavailable
-from runapi.surfaces.base import Decoded, GatewayOptions, ResponseMeta
 from runapi.surfaces.openai_responses import ResponsesSurface
 from runapi.surfaces.openai_responses.sealed_reasoning import unseal
 

@@ -27,8 +27,8 @@ from runapi.canonical import (
     UsageReport,
 )
 from runapi.canonical.accumulate import Accumulator
+from runapi.canonical.codec import Decoded, ResponseMeta, StreamEncoder
 from runapi.errors import RateLimited, RunapiError, UpstreamError
-from runapi.surfaces.base import Decoded, ResponseMeta, StreamEncoder
 from runapi.surfaces.openai_responses import ResponsesSurface
 
 surface = ResponsesSurface(b"test-signing-key")

@@ -8,10 +8,10 @@ from typing import Any
 
 from runapi.auth import Principal
 from runapi.canonical import Completion, Message, Usage
+from runapi.canonical.codec import Decoded, ResponseMeta, Surface
 from runapi.catalog import ModelEntry
 from runapi.errors import RunapiError
 from runapi.providers.base import Provider
-from runapi.surfaces.base import Decoded, ResponseMeta, Surface
 
 
 @dataclass(slots=True)

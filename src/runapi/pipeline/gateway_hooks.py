@@ -11,6 +11,7 @@ import time
 
 from runapi.billing import Ledger
 from runapi.billing.records import Admission
+from runapi.canonical.codec import RateLimitView
 from runapi.errors import RunapiError
 from runapi.limits.limiter import Limiter, LimitExceeded, LimitState
 from runapi.limits.tiers import TierTable
@@ -19,7 +20,6 @@ from runapi.pipeline.context import Generation
 from runapi.pipeline.hooks import PipelineHooks
 from runapi.pipeline.task_hooks import TaskSteps
 from runapi.settings import Settings
-from runapi.surfaces.base import RateLimitView
 from runapi.tasks.history import ResponseHistory
 from runapi.tasks.service import Tasks
 from runapi.tasks.webhooks.ssrf import check_callback_url

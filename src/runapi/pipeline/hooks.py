@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from runapi.auth import Principal
+from runapi.canonical.codec import Decoded
 from runapi.errors import InvalidRequest
 from runapi.pipeline.context import Generation
-from runapi.surfaces.base import Decoded
 
 Runner = Callable[[Generation], Awaitable[None]]
 Publisher = Callable[[bytes], None]

@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from runapi.api.common import presented_key
+from runapi.canonical.codec import ResponseMeta, Surface
 from runapi.canonical.estimate import estimate_input_tokens
 from runapi.errors import ErrorKind, PayloadTooLarge, RunapiError
 from runapi.ids import new_ulid
@@ -22,7 +23,6 @@ from runapi.pipeline.generate import ClientGone, run_generation
 from runapi.pipeline.headers import Prefer, client_request_id, idempotency_key
 from runapi.pipeline.hooks import PipelineHooks
 from runapi.services import Services
-from runapi.surfaces.base import ResponseMeta, Surface
 
 log = logging.getLogger("runapi.pipeline")
 

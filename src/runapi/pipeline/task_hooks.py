@@ -15,11 +15,11 @@ from aiohttp import web
 
 from runapi.auth import Principal
 from runapi.canonical import Message
+from runapi.canonical.codec import Decoded
 from runapi.errors import InvalidRequest, NotFound
 from runapi.pipeline.context import Generation
 from runapi.pipeline.hooks import Publisher, Runner
 from runapi.settings import Settings
-from runapi.surfaces.base import Decoded
 from runapi.tasks.history import ResponseHistory
 from runapi.tasks.service import ResponseEnvelope, TaskOutcome, TaskRecord, Tasks
 

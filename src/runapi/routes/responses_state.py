@@ -12,8 +12,8 @@ from typing import Literal
 from aiohttp import web
 
 from runapi.api.common import presented_key, request_id, services
+from runapi.canonical.codec import ResponseMeta
 from runapi.errors import InvalidRequest, NotFound, RunapiError
-from runapi.surfaces.base import ResponseMeta
 from runapi.surfaces.openai_responses import ResponsesSurface
 from runapi.tasks.history import ResponseHistory
 from runapi.tasks.service import TaskRecord, Tasks

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from runapi.canonical.codec import RateLimitView
 from runapi.errors import ErrorKind, RateLimited, RunapiError
-from runapi.surfaces.base import RateLimitView
 
 # OpenAI's `type` per error kind; rate limits say `requests` or `tokens` (runapi-contract §6.3).
 _TYPES: dict[ErrorKind, str] = {

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import msgspec
 
 from runapi.canonical import ChatRequest, Completion
+from runapi.canonical.codec import Decoded, RateLimitView, ResponseMeta
 from runapi.catalog.loader import ModelEntry
 from runapi.errors import RunapiError
 from runapi.surfaces.anthropic_messages import decode as _decode
@@ -17,7 +18,6 @@ from runapi.surfaces.anthropic_messages import models as _models
 from runapi.surfaces.anthropic_messages import render as _render
 from runapi.surfaces.anthropic_messages.response import TokenCountOut
 from runapi.surfaces.anthropic_messages.stream import AnthropicStreamEncoder
-from runapi.surfaces.base import Decoded, RateLimitView, ResponseMeta
 from runapi.surfaces.reasoning_signature import ReasoningSigner
 
 _encoder = msgspec.json.Encoder()

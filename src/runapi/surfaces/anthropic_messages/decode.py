@@ -18,9 +18,9 @@ from runapi.canonical import (
     ToolResultPart,
     ToolSpec,
 )
+from runapi.canonical.codec import Decoded, GatewayOptions
 from runapi.errors import InvalidRequest
 from runapi.surfaces.anthropic_messages import request as wire
-from runapi.surfaces.base import Decoded, GatewayOptions
 from runapi.surfaces.reasoning_signature import ReasoningSigner
 from runapi.surfaces.validation import decode_or_invalid
 

@@ -6,7 +6,7 @@ import math
 import time
 from datetime import UTC, datetime
 
-from runapi.surfaces.base import RateLimitView
+from runapi.canonical.codec import RateLimitView
 
 
 def rfc3339(unix_s: float) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 
 from runapi.canonical import Completion, ReasoningPart, TextPart, ToolCallPart, Usage
+from runapi.canonical.codec import ResponseMeta
 from runapi.surfaces.anthropic_messages import response as wire
-from runapi.surfaces.base import ResponseMeta
 from runapi.surfaces.reasoning_signature import ReasoningSigner
 
 _encoder = msgspec.json.Encoder()

@@ -25,6 +25,7 @@ from runapi.canonical import (
     ToolCallDelta,
     ToolCallStart,
 )
+from runapi.canonical.codec import ResponseMeta
 from runapi.errors import RunapiError
 from runapi.surfaces.anthropic_messages import response as wire
 from runapi.surfaces.anthropic_messages.errors import envelope
@@ -34,7 +35,6 @@ from runapi.surfaces.anthropic_messages.render import (
     tool_input_json,
     usage_out,
 )
-from runapi.surfaces.base import ResponseMeta
 from runapi.surfaces.reasoning_signature import ReasoningSigner
 
 _encoder = msgspec.json.Encoder()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from runapi.canonical import Completion
+from runapi.canonical.codec import Decoded, RateLimitView, ResponseMeta
 from runapi.errors import RunapiError
-from runapi.surfaces.base import Decoded, RateLimitView, ResponseMeta
 from runapi.surfaces.openai_chat import decode as _decode
 from runapi.surfaces.openai_chat import encode as _encode
 from runapi.surfaces.openai_errors import openai_rate_limit_headers, render_openai_error

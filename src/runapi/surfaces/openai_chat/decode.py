@@ -18,8 +18,8 @@ from runapi.canonical import (
     ToolResultPart,
     ToolSpec,
 )
+from runapi.canonical.codec import Decoded, GatewayOptions
 from runapi.errors import InvalidRequest
-from runapi.surfaces.base import Decoded, GatewayOptions
 from runapi.surfaces.openai_chat import wire
 from runapi.surfaces.validation import decode_or_invalid
 

@@ -14,8 +14,8 @@ from runapi.canonical import (
     ToolCallStart,
     Usage,
 )
+from runapi.canonical.codec import Decoded, ResponseMeta
 from runapi.errors import RunapiError
-from runapi.surfaces.base import Decoded, ResponseMeta
 from runapi.surfaces.openai_chat import wire
 from runapi.surfaces.openai_errors import stream_error_frame
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import Literal
 
 from runapi.canonical import ChatRequest, Completion, Message
+from runapi.canonical.codec import Decoded, RateLimitView, ResponseMeta
 from runapi.errors import RunapiError
-from runapi.surfaces.base import Decoded, RateLimitView, ResponseMeta
 from runapi.surfaces.openai_errors import openai_rate_limit_headers, render_openai_error
 from runapi.surfaces.openai_responses import decode as _decode
 from runapi.surfaces.openai_responses import render as _render

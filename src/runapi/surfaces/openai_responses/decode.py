@@ -22,8 +22,8 @@ from runapi.canonical import (
     ToolResultPart,
     ToolSpec,
 )
+from runapi.canonical.codec import Decoded, GatewayOptions
 from runapi.errors import InvalidRequest
-from runapi.surfaces.base import Decoded, GatewayOptions
 from runapi.surfaces.openai_responses import request as wire
 from runapi.surfaces.openai_responses.sealed_reasoning import unseal
 from runapi.surfaces.reasoning_signature import ReasoningSigner

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 import msgspec
 
 from runapi.canonical import Completion, ReasoningPart, TextPart, ToolCallPart, Usage
+from runapi.canonical.codec import Decoded, ResponseMeta
 from runapi.errors import ErrorKind, RunapiError
-from runapi.surfaces.base import Decoded, ResponseMeta
 from runapi.surfaces.openai_responses import response as wire
 from runapi.surfaces.openai_responses.sealed_reasoning import seal
 from runapi.surfaces.reasoning_signature import ReasoningSigner

@@ -24,8 +24,8 @@ from runapi.canonical import (
     ToolCallPart,
     ToolCallStart,
 )
+from runapi.canonical.codec import ResponseMeta
 from runapi.errors import RunapiError
-from runapi.surfaces.base import ResponseMeta
 from runapi.surfaces.openai_responses import response as wire
 from runapi.surfaces.openai_responses.render import (
     Echo,
