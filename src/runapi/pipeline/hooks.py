@@ -15,7 +15,7 @@ from aiohttp import web
 
 from runapi.auth import Principal
 from runapi.canonical.codec import Decoded
-from runapi.errors import InvalidRequest
+from runapi.errors import InternalError, InvalidRequest
 from runapi.pipeline.context import Generation
 
 Runner = Callable[[Generation], Awaitable[None]]
@@ -37,7 +37,8 @@ class PipelineHooks:
     async def replay(
         self, request: web.Request, gen: Generation, existing: Any, headers: dict[str, str]
     ) -> web.StreamResponse:
-        raise NotImplementedError
+        # Unreachable here: `claim_idempotency` above never reports an earlier task.
+        raise InternalError("Idempotent replays need the tasks package.")
 
     async def admit(self, gen: Generation) -> None:
         return None
@@ -62,7 +63,9 @@ class PipelineHooks:
     async def submit_async(
         self, request: web.Request, gen: Generation, headers: dict[str, str], run: Runner
     ) -> web.StreamResponse:
-        raise NotImplementedError
+        raise InvalidRequest(
+            "Async mode needs the tasks package, which this gateway runs without.", param="Prefer"
+        )
 
     def event_publisher(self, gen: Generation) -> Publisher | None:
         return None
