@@ -8,6 +8,8 @@ llms.txt conventions expect anonymous GETs. They reveal nothing the public model
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from runapi.api.common import error_response, request_id, services
@@ -16,6 +18,7 @@ from runapi.skills import SkillBundle, SkillCatalog
 from runapi.skills.bundle import ArchiveFormat, Layout
 from runapi.skills.skill_catalog import Document
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 EXTRAS_KEY = "skills"
 _CACHE = "public, max-age=300"
 _TYPES = {"tar.gz": "application/gzip", "zip": "application/zip"}
@@ -29,14 +32,26 @@ _FILE_TYPES = {
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/v1/models/{model_id}/skill", model_skill),
-        web.get("/api/v1/skills", list_skills),
-        web.get("/api/v1/skills/{name}.tar.gz", skill_archive),
-        web.get("/api/v1/skills/{name}/{path:.+}", skill_file),
-        web.get("/.well-known/agent-skills/index.json", discovery_index),
-        web.get("/.well-known/agent-skills/v{version}/index.json", versioned_index),
-        web.get("/llms.txt", llms_txt),
+        web.get("/v1/models/{model_id}/skill", _rendered(model_skill)),
+        web.get("/api/v1/skills", _rendered(list_skills)),
+        web.get("/api/v1/skills/{name}.tar.gz", _rendered(skill_archive)),
+        web.get("/api/v1/skills/{name}/{path:.+}", _rendered(skill_file)),
+        web.get("/.well-known/agent-skills/index.json", _rendered(discovery_index)),
+        web.get("/.well-known/agent-skills/v{version}/index.json", _rendered(versioned_index)),
+        web.get("/llms.txt", _rendered(llms_txt)),
     ]
+
+
+def _rendered(handler: Handler) -> Handler:
+    """Errors in the gateway-route envelope (§5), also where no app middleware renders them."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except RunapiError as exc:
+            return error_response(exc, request_id(request))
+
+    return handle
 
 
 def _skills(request: web.Request) -> SkillCatalog:
@@ -44,10 +59,6 @@ def _skills(request: web.Request) -> SkillCatalog:
     if not isinstance(catalog, SkillCatalog):
         raise InternalError("Skills are not built on this gateway.")
     return catalog
-
-
-def _fail(request: web.Request, error: RunapiError) -> web.Response:
-    return error_response(error, request_id(request))
 
 
 def _document(request: web.Request, doc: Document, content_type: str) -> web.Response:
@@ -88,87 +99,59 @@ def _wanted_format(request: web.Request) -> ArchiveFormat | None:
 async def model_skill(request: web.Request) -> web.Response:
     """The skill of a model's family: `?format=zip` or `Accept: application/zip` for a zip,
     `?layout=plugin` for the whole plugin repository instead of the skill folder."""
-    try:
-        skills = _skills(request)
-    except RunapiError as exc:
-        return _fail(request, exc)
+    skills = _skills(request)
     model_id = request.match_info["model_id"]
     bundle = skills.for_model(model_id)
     if bundle is None:
-        return _fail(
-            request,
-            ModelNotFound(f"The model '{model_id}' does not exist or has no skill.", param="model"),
-        )
+        raise ModelNotFound(f"The model '{model_id}' does not exist or has no skill.", param="model")
     fmt = _wanted_format(request)
     layout = request.query.get("layout", "skill")
     if fmt is None or layout not in ("skill", "plugin"):
-        return _fail(
-            request, NotFound("Unknown format or layout: use format=tar.gz|zip, layout=skill|plugin.")
-        )
+        raise NotFound("Unknown format or layout: use format=tar.gz|zip, layout=skill|plugin.")
     return _archive(request, bundle, "plugin" if layout == "plugin" else "skill", fmt)
 
 
 async def list_skills(request: web.Request) -> web.Response:
-    try:
-        skills = _skills(request)
-    except RunapiError as exc:
-        return _fail(request, exc)
+    skills = _skills(request)
     return _document(request, skills.listing, "application/json")
 
 
 async def skill_archive(request: web.Request) -> web.Response:
-    try:
-        skills = _skills(request)
-    except RunapiError as exc:
-        return _fail(request, exc)
+    skills = _skills(request)
     name = request.match_info["name"]
     bundle = skills.bundle(name)
     pinned = request.query.get("version")
     if bundle is None or (pinned is not None and pinned != bundle.version):
-        return _fail(request, NotFound(f"No skill '{name}'" + (f" at version {pinned}." if pinned else ".")))
+        raise NotFound(f"No skill '{name}'" + (f" at version {pinned}." if pinned else "."))
     return _archive(request, bundle, "skill", "tar.gz")
 
 
 async def skill_file(request: web.Request) -> web.Response:
     """One file of a skill folder, e.g. `/api/v1/skills/minimax/SKILL.md` (the `.md` docs mirror)."""
-    try:
-        skills = _skills(request)
-    except RunapiError as exc:
-        return _fail(request, exc)
+    skills = _skills(request)
     bundle = skills.bundle(request.match_info["name"])
     path = request.match_info["path"]
     body = bundle.skill_files.get(path) if bundle is not None else None
     if bundle is None or body is None:
-        return _fail(request, NotFound(f"No file '{path}' in skill '{request.match_info['name']}'."))
+        raise NotFound(f"No file '{path}' in skill '{request.match_info['name']}'.")
     suffix = path[path.rfind(".") :] if "." in path else ""
     content_type = _FILE_TYPES.get(suffix, "text/plain; charset=utf-8")
     return _bytes(request, body, content_type, f"{bundle.sha256[:32]}-{path}")
 
 
 async def discovery_index(request: web.Request) -> web.Response:
-    try:
-        skills = _skills(request)
-    except RunapiError as exc:
-        return _fail(request, exc)
+    skills = _skills(request)
     return _document(request, skills.index, "application/json")
 
 
 async def versioned_index(request: web.Request) -> web.Response:
-    try:
-        skills = _skills(request)
-    except RunapiError as exc:
-        return _fail(request, exc)
+    skills = _skills(request)
     version = request.match_info["version"]
     if version != skills.version:
-        return _fail(
-            request, NotFound(f"No skill index for version {version}; this gateway serves {skills.version}.")
-        )
+        raise NotFound(f"No skill index for version {version}; this gateway serves {skills.version}.")
     return _document(request, skills.versioned_index, "application/json")
 
 
 async def llms_txt(request: web.Request) -> web.Response:
-    try:
-        skills = _skills(request)
-    except RunapiError as exc:
-        return _fail(request, exc)
+    skills = _skills(request)
     return _document(request, skills.llms_txt, "text/plain; charset=utf-8")
