@@ -53,7 +53,7 @@ GENERIC = RequestBuilder()
 
 
 def test_minimax_minimal_body(m27: ModelEntry) -> None:
-    assert body(MM, req(), m27) == {
+    assert body(MM, req(stream=True), m27) == {
         "model": "MiniMax-M2.7",
         "messages": [{"role": "user", "content": "hi"}],
         "stream": True,
@@ -64,11 +64,20 @@ def test_minimax_minimal_body(m27: ModelEntry) -> None:
 
 
 def test_generic_minimal_body_sends_no_extras(m27: ModelEntry) -> None:
-    assert body(GENERIC, req(), m27) == {
+    assert body(GENERIC, req(stream=True), m27) == {
         "model": "MiniMax-M2.7",
         "messages": [{"role": "user", "content": "hi"}],
         "stream": True,
         "stream_options": {"include_usage": True},
+    }
+
+
+def test_a_request_for_one_document_asks_upstream_for_one(m27: ModelEntry) -> None:
+    """Non-streaming clients: one JSON body upstream too (usage is always in it)."""
+    assert body(GENERIC, req(), m27) == {
+        "model": "MiniMax-M2.7",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": False,
     }
 
 

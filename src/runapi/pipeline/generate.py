@@ -38,14 +38,10 @@ OutputDebit = Callable[[Generation, int], Awaitable[None]]
 
 
 async def _with_first_event_keepalive(
-    events: AsyncIterator[Event], sink: FrameSink | None, keepalive: bytes, interval: float
+    events: AsyncIterator[Event], sink: FrameSink, keepalive: bytes, interval: float
 ) -> AsyncIterator[Event]:
     """While waiting for the first upstream byte (MiniMax thinks for seconds), send comments so
     proxies and clients do not time out. After the first event, plain iteration: no extra tasks."""
-    if sink is None:
-        async for ev in events:
-            yield ev
-        return
     first = asyncio.ensure_future(anext(events))
     try:
         while True:
@@ -82,10 +78,18 @@ async def run_generation(
         cap = gen.admission.output_cap
         if request.max_output_tokens is None or request.max_output_tokens > cap:
             request = request.with_changes(max_output_tokens=cap)
+    # Upstream streams exactly when someone reads frames as they come (a client, or an async
+    # task's event log); otherwise one whole response is cheaper to fetch and to decode.
+    if request.stream != (sink is not None):
+        request = request.with_changes(stream=sink is not None)
     # Providers enforce stop sequences themselves (MiniMax ignores `stop`, llama.cpp applies it),
     # so that they can keep reading upstream for the usage after a match.
     provider_events = gen.provider.stream(request, gen.model)
-    events = _with_first_event_keepalive(provider_events, sink, keepalive, keepalive_interval)
+    events = (
+        provider_events
+        if sink is None
+        else _with_first_event_keepalive(provider_events, sink, keepalive, keepalive_interval)
+    )
     acc = Accumulator()
     error: RunapiError | None = None
     client_gone = False

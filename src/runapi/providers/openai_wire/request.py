@@ -175,8 +175,10 @@ class RequestBuilder:
         return ChatCompletionsRequest(
             model=model.wire_model,
             messages=self.messages(request, model, instruction),
-            stream=True,
-            stream_options=_STREAM_USAGE,
+            # A client that wants one JSON document gets one from upstream too: a single decode
+            # instead of one per token, on both sides of the wire.
+            stream=request.stream,
+            stream_options=_STREAM_USAGE if request.stream else None,
             max_completion_tokens=cap if self.max_tokens_field == "max_completion_tokens" else None,
             max_tokens=cap if self.max_tokens_field == "max_tokens" else None,
             temperature=self.sampling(request.temperature),
