@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import msgspec
+from sqlalchemy import insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -139,6 +140,10 @@ def entry_row(
         "created_at": created_at,
         "meta": encode_meta(meta) if isinstance(meta, msgspec.Struct) else meta,
     }
+
+
+#: The plain ledger INSERT, built once (hot-path batches run it through `Database.bulk`).
+INSERT_ENTRIES = insert(ledger_entries)
 
 
 def dialect_insert(db: Database, table: Any) -> Insert:

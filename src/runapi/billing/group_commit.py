@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runapi.canonical import Usage
 from runapi.catalog import ModelEntry
-from runapi.store.schema import accounts, holds, ledger_entries
+from runapi.store.schema import accounts, holds
 
-from .entries import EntryType, entry_row, task_key
+from .entries import INSERT_ENTRIES, EntryType, entry_row, task_key
 from .pricing import hold_micros
 from .records import Admission, Charge
 from .settlement import Settlement, Void
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 # Enough to amortize a commit, small enough that one transaction stays short.
 _MAX_BATCH = 512
 # Built once: a reused statement keeps its cache key (no per-batch expression building).
-_INSERT_ENTRIES = insert(ledger_entries)
 _INSERT_HOLDS = insert(holds)
 
 
@@ -221,8 +220,9 @@ class GroupCommitter:
                     out.append((job.done, await ledger._refusal(conn, account_id, job.amount)))
         if held:
             ttl = timedelta(seconds=ledger.settings.hold_ttl_seconds)
-            await conn.execute(
-                _INSERT_ENTRIES,
+            bulk = ledger.db.bulk
+            await bulk.of(INSERT_ENTRIES).execute(
+                conn,
                 [
                     entry_row(
                         account_id=j.account_id,
@@ -235,8 +235,8 @@ class GroupCommitter:
                     for j in held
                 ],
             )
-            await conn.execute(
-                _INSERT_HOLDS,
+            await bulk.of(_INSERT_HOLDS).execute(
+                conn,
                 [
                     {
                         "task_id": j.task_id,

@@ -32,6 +32,7 @@ from runapi.store.database import Database
 from runapi.store.schema import accounts, free_grants, holds, ledger_entries
 
 from .entries import (
+    INSERT_ENTRIES,
     ChargeMeta,
     EntryType,
     ReleaseMeta,
@@ -160,14 +161,21 @@ class Settlement:
         returned = await _claim_grants(conn, grant_voids, now, consume=False)
 
         results: dict[str, Charge] = {}
-        rows: list[dict[str, Any]] = []
+        # Rows of steps this transaction claimed (a hold `open → posted|voided`): no earlier
+        # settlement can have written them, since every settlement claims first. They go in as a
+        # plain INSERT, so the impossible duplicate would fail the transaction instead of charging
+        # twice. `checked` rows (free grants, late settlements of swept holds) may exist already;
+        # their insert skips those and reports which ones are new.
+        sure: list[dict[str, Any]] = []
+        checked: list[dict[str, Any]] = []
         released: dict[int, int] = {}
-        paid_charges: dict[str, Post] = {}  # charge key → post, for charges that move the balance
+        spent: dict[int, int] = {}  # account → charges that move its balance in this transaction
+        paid_charges: dict[str, Post] = {}  # charge key → post, for checked charges
         free_charges: dict[str, Post] = {}
         unresolved: list[str] = []  # outcome decided earlier: read it back
 
         def release(admission: Admission, amount: int, reason: str) -> None:
-            rows.append(
+            sure.append(
                 entry_row(
                     account_id=admission.account_id,
                     entry_type=EntryType.HOLD_RELEASE,
@@ -185,8 +193,8 @@ class Settlement:
             key = task_key(task_id, EntryType.CHARGE)
             if task_id in consumed:
                 # §7.4: the charge and an equal free grant, net 0, both on record.
-                rows.append(_charge_row(post, now))
-                rows.append(
+                checked.append(_charge_row(post, now))
+                checked.append(
                     entry_row(
                         account_id=adm.account_id,
                         entry_type=EntryType.FREE_GRANT,
@@ -200,7 +208,8 @@ class Settlement:
                 self.consumed_grants.append((adm.account_id, adm.model))
                 results[task_id] = post.charge
                 continue
-            if task_id in posted:
+            claimed = task_id in posted
+            if claimed:
                 release(adm, posted[task_id], "posted")
             elif not adm.reserved and post.cost == 0:
                 results[task_id] = post.charge
@@ -208,8 +217,12 @@ class Settlement:
             if post.meta.free_call:
                 # The reservation is gone (swept): a late settlement is a plain, paid charge.
                 post = Post(adm, post.cost, msgspec.structs.replace(post.meta, free_call=False))
-            rows.append(_charge_row(post, now))
-            paid_charges[key] = post
+            (sure if claimed else checked).append(_charge_row(post, now))
+            if claimed:
+                acc = adm.account_id
+                spent[acc] = spent.get(acc, 0) + post.cost
+            else:
+                paid_charges[key] = post
             results[task_id] = post.charge
 
         for void in self.voids:
@@ -220,12 +233,12 @@ class Settlement:
                 unresolved.append(adm.task_id)  # it may have been settled already
             results[adm.task_id] = void.charge
 
+        await db.bulk.of(INSERT_ENTRIES).execute(conn, sure)
         inserted: set[str] = set()
-        if rows:
+        if checked:
             # executemany form: the statement compiles once and is cached, whatever the batch size.
-            result = await conn.execute(entries_insert_once(db), rows)
+            result = await conn.execute(entries_insert_once(db), checked)
             inserted = {r.idempotency_key for r in result}
-        spent: dict[int, int] = {}
         for key, post in paid_charges.items():
             if key in inserted:
                 acc = post.admission.account_id
@@ -239,8 +252,8 @@ class Settlement:
         touched = sorted(set(spent) | set(released))
         if touched:
             month = now.strftime("%Y-%m")
-            await conn.execute(
-                account_deltas_statement(),
+            await db.bulk.of(account_deltas_statement()).execute(
+                conn,
                 [
                     {
                         "a_id": acc,

@@ -16,6 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from runapi.store.bulk import BulkStatements
+
 # Any constant works; it only has to be the same in every gateway process sharing the database.
 _MIGRATION_LOCK_ID = 727_001
 
@@ -50,6 +52,7 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self.bulk = BulkStatements(self.engine.dialect)
         # SQLite has one writer. Writers of this process take turns on an asyncio lock instead of
         # meeting in SQLite's busy handler, which sleeps up to 100 ms per retry.
         self._write_lock = asyncio.Lock()

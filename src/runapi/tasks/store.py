@@ -575,11 +575,11 @@ class TaskStore:
                 params.update({"b_" + c: row[c] for c in cols})
                 updates.setdefault(cols, []).append(params)
             outbox.extend(pending.outbox)
+        bulk = self.db.bulk
         async with self.db.begin() as conn:
-            if inserts:
-                await conn.execute(_INSERT_TASKS, inserts)
+            await bulk.of(_INSERT_TASKS).execute(conn, inserts)
             for cols, rows in updates.items():
-                await conn.execute(_update_statement(cols), rows)
+                await bulk.of(_update_statement(cols)).execute(conn, rows)
             if outbox:
                 await conn.execute(_INSERT_OUTBOX, outbox)
         return bool(outbox)

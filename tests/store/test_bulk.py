@@ -1,0 +1,99 @@
+"""Bulk statements write exactly what SQLAlchemy's own executemany writes, on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, insert, select, update
+
+from runapi.store.bulk import BulkStatement
+from runapi.store.database import Database
+from runapi.store.schema import tasks
+
+NOW = datetime(2026, 11, 26, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def _task(task_id: str, **extra: Any) -> dict[str, Any]:
+    """A task row without the columns that have defaults (streamed, mode, free_call, ...)."""
+    row: dict[str, Any] = {c.name: None for c in tasks.c if c.default is None}
+    row.update(
+        id=task_id,
+        account_id=7,
+        api_key_id="key_1",
+        model="MiniMax-M2.7",
+        endpoint="chat.completions",
+        surface_id="chatcmpl-1",
+        status="processing",
+        created_at=NOW,
+        response_headers={"x-a": "b"},
+        webhook_events_filter=["completed"],
+        cost_micros=12_345,
+        billed=True,
+    )
+    row.update(extra)
+    return row
+
+
+async def _rows(db: Database, ids: list[str]) -> list[dict[str, Any]]:
+    async with db.connect() as conn:
+        result = await conn.execute(select(tasks).where(tasks.c.id.in_(ids)).order_by(tasks.c.id))
+        return [dict(r._mapping) for r in result]
+
+
+async def test_insert_matches_sqlalchemy_executemany_and_applies_column_defaults(db: Database) -> None:
+    stmt = insert(tasks)
+    async with db.begin() as conn:
+        await conn.execute(stmt, [_task("task_a")])
+        await db.bulk.of(stmt).execute(conn, [_task("task_b")])
+    ours, theirs = await _rows(db, ["task_b"]), await _rows(db, ["task_a"])
+    assert len(ours) == len(theirs) == 1
+    ours[0].pop("id"), theirs[0].pop("id")
+    assert ours == theirs
+    # Defaults of columns the rows left out, and JSON and datetimes round-trip.
+    assert ours[0]["streamed"] is False
+    assert ours[0]["mode"] == "sync"
+    assert ours[0]["free_call"] is False
+    assert ours[0]["response_headers"] == {"x-a": "b"}
+    assert ours[0]["webhook_events_filter"] == ["completed"]
+    assert ours[0]["created_at"].replace(tzinfo=UTC) == NOW
+
+
+async def test_update_binds_the_statements_own_literals(db: Database) -> None:
+    async with db.begin() as conn:
+        await conn.execute(insert(tasks), [_task("task_a"), _task("task_b", status="completed")])
+    stmt = (
+        update(tasks)
+        .where(tasks.c.id == bindparam("b_id"), tasks.c.status == "processing")
+        .values(status=bindparam("b_status"), completed_at=bindparam("b_completed_at"))
+    )
+    later = NOW + timedelta(seconds=3)
+    bulk = db.bulk.of(stmt)
+    assert bulk.names == ("b_status", "b_completed_at", "b_id")
+    async with db.begin() as conn:
+        await bulk.execute(
+            conn,
+            [
+                {"b_id": "task_a", "b_status": "failed", "b_completed_at": later},
+                # Guarded by the literal: a completed task stays completed.
+                {"b_id": "task_b", "b_status": "failed", "b_completed_at": later},
+            ],
+        )
+    a, b = await _rows(db, ["task_a", "task_b"])
+    assert (a["status"], a["completed_at"].replace(tzinfo=UTC)) == ("failed", later)
+    assert (b["status"], b["completed_at"]) == ("completed", None)
+
+
+async def test_a_missing_key_without_a_default_fails_instead_of_writing_null(db: Database) -> None:
+    bulk = BulkStatement(insert(tasks), db.engine.dialect)
+    row = _task("task_a")
+    del row["model"]
+    with pytest.raises(KeyError, match="model"):
+        bulk.to_tuples([row])
+
+
+async def test_the_same_statement_compiles_once(db: Database) -> None:
+    stmt = insert(tasks)
+    assert db.bulk.of(stmt) is db.bulk.of(stmt)
+    assert db.bulk.of(stmt) is not db.bulk.of(insert(tasks))
