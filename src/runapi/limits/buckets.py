@@ -159,6 +159,15 @@ def scope_refusals(
     scope: Scope, used: Used, in_flight: int, limits: LimitValues, est_input_tokens: int
 ) -> list[Refusal]:
     """Every check of one scope that fails, with how long until it would pass."""
+    if (
+        # The common case, decided without building anything: every check passes.
+        used.requests + 1.0 <= limits.rpm
+        and used.input_tokens + min(est_input_tokens, limits.itpm) <= limits.itpm
+        and used.output_tokens + 1.0 <= limits.otpm
+        and in_flight < limits.concurrent
+        and min(limits.rpm, limits.itpm, limits.otpm) > 0
+    ):
+        return []
     out: list[Refusal] = []
 
     def check(dimension: Dimension, spent: float, need: float, cap: int) -> None:

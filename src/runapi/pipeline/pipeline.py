@@ -6,6 +6,7 @@ the only place that does.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -16,7 +17,7 @@ from aiohttp import web
 from runapi.api.common import presented_key
 from runapi.canonical.codec import ResponseMeta, Surface
 from runapi.canonical.estimate import estimate_input_tokens
-from runapi.errors import ErrorKind, PayloadTooLarge, RunapiError
+from runapi.errors import ErrorKind, InvalidRequest, PayloadTooLarge, RunapiError
 from runapi.ids import new_ulid
 from runapi.pipeline.context import Generation
 from runapi.pipeline.generate import ClientGone, run_generation
@@ -279,7 +280,14 @@ class Pipeline:
             raise PayloadTooLarge(
                 f"Request body of {request.content_length} bytes exceeds the limit of {self._max_body} bytes."
             )
-        chunks: list[bytes] = []
+        if request.content_length is not None:
+            try:
+                return await request.content.readexactly(request.content_length)
+            except asyncio.IncompleteReadError as exc:
+                raise InvalidRequest(
+                    f"The request body ended after {len(exc.partial)} of {request.content_length} bytes."
+                ) from exc
+        chunks: list[bytes] = []  # chunked upload: count as it comes
         size = 0
         async for chunk in request.content.iter_any():
             size += len(chunk)
