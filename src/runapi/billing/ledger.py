@@ -206,10 +206,10 @@ class Ledger:
 
     async def _hold(self, conn: AsyncConnection, account_id: int, amount: int, now: datetime) -> bool:
         """The guarded UPDATE of §8.4; zero rows means the hold does not fit."""
-        result = await conn.execute(
-            self._hold_stmt, {"h_account": account_id, "h_amount": amount, "h_month": _month(now)}
+        changed = await self.db.bulk.of(self._hold_stmt).execute_one(
+            conn, {"h_account": account_id, "h_amount": amount, "h_month": _month(now)}
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     async def _refusal(self, conn: AsyncConnection, account_id: int, amount: int) -> Exception:
         """Only on the refusal path: read the account once to say why (§8.6)."""

@@ -22,19 +22,21 @@ _MISSING: Any = object()
 
 
 class BulkStatement:
-    """One INSERT/UPDATE without RETURNING, for `executemany` with rows given as mappings.
+    """One INSERT/UPDATE without RETURNING, for `executemany` (or a single run) with rows given
+    as mappings.
 
     A key missing from a row takes its column's scalar default (an INSERT's `default=`), else
     fails loudly (KeyError) instead of writing NULL.
     """
 
-    __slots__ = ("_params", "sql")
+    __slots__ = ("_params", "_sqlite", "sql")
 
     def __init__(self, statement: Insert | Update, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         if not compiled.positional or compiled.positiontup is None:
             raise ValueError(f"{dialect.name}: bulk statements need a positional paramstyle")
         self.sql = str(compiled)
+        self._sqlite = dialect.name == "sqlite"
         table = statement.table
         # Per position: (row key, processor, default), or (None, processed literal, None) for a
         # literal of the statement itself (`status = 'open'`), processed once here.
@@ -73,9 +75,30 @@ class BulkStatement:
             out.append(value if extra is None else extra(value))
         return tuple(out)
 
+    async def execute_one(self, conn: AsyncConnection, row: Mapping[str, Any]) -> int:
+        """Run the statement once; return the number of rows it changed."""
+        if self._sqlite:
+            cursor = await sqlite_driver(conn).execute(self.sql, self._tuple(row))
+            return int(cursor.rowcount)
+        result = await conn.exec_driver_sql(self.sql, self._tuple(row))
+        return int(result.rowcount)
+
     async def execute(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
+        if not rows:
+            return
+        if self._sqlite:
+            # aiosqlite runs an executemany in one trip to its thread; through SQLAlchemy's
+            # adapter the same call takes three (cursor, executemany, close), each a thread
+            # wake-up in both directions. Same connection, so the same transaction.
+            await sqlite_driver(conn).executemany(self.sql, self.to_tuples(rows))
+        else:
             await conn.exec_driver_sql(self.sql, self.to_tuples(rows))
+
+
+def sqlite_driver(conn: AsyncConnection) -> Any:
+    """The aiosqlite connection under an SQLAlchemy connection that is checked out (so already
+    connected: reading it does no I/O)."""
+    return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
 
 
 class BulkStatements:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from runapi.store.bulk import BulkStatements
+from runapi.store.bulk import BulkStatements, sqlite_driver
 
 # Any constant works; it only has to be the same in every gateway process sharing the database.
 _MIGRATION_LOCK_ID = 727_001
@@ -73,7 +73,11 @@ class Database:
                 await conn.commit()
             return
         async with self._write_lock, self.engine.connect() as conn:
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # SQLAlchemy's own transaction first (no I/O with the driver in autocommit mode), so
+            # that commit() and rollback() below reach the driver even when every statement of
+            # the block went to it directly (bulk statements); then the real BEGIN, one trip.
+            await conn.begin()
+            await sqlite_driver(conn).execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
