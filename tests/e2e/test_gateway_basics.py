@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import anthropic
@@ -124,3 +125,41 @@ def test_a_tool_conversation_started_on_chat_continues_on_anthropic(gateway: Gat
     )
     assert second.stop_reason == "end_turn"
     assert any(block.type == "text" and block.text for block in second.content)
+
+
+def test_the_overhead_header_leaves_out_the_wait_on_upstream(gateway: Gateway) -> None:
+    """x-runapi-overhead-ms: time in the gateway, upstream excluded (the simulator takes ~0.5 s)."""
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    slow = "Write about the sea.\n@sim tokens=50 tps=100 reasoning=0"
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(
+        model="MiniMax-M2.7", messages=[{"role": "user", "content": slow}]
+    )
+    elapsed_ms = (time.monotonic() - started) * 1000
+    assert raw.parse().choices[0].message.content
+    overhead_ms = float(raw.headers["x-runapi-overhead-ms"])
+    assert elapsed_ms > 450  # the upstream really took its half second ...
+    assert 0 < overhead_ms < elapsed_ms - 300  # ... and it is not counted as overhead
+
+    with client.chat.completions.with_streaming_response.create(
+        model="MiniMax-M2.7", messages=[{"role": "user", "content": "hi"}], stream=True
+    ) as streamed:
+        assert float(streamed.headers["x-runapi-overhead-ms"]) > 0
+        assert any(line.startswith("data: [DONE]") for line in streamed.iter_lines())
+
+    claude = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.api_key, max_retries=0)
+    message = claude.messages.with_raw_response.create(
+        model="MiniMax-M2.7", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.parse().content
+    assert float(message.headers["x-runapi-overhead-ms"]) > 0
+
+    # A refusal is all gateway: its header is the whole time taken.
+    status, headers, _ = http_json(
+        "POST",
+        gateway.base_url + "/chat/completions",
+        {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+        {"Authorization": f"Bearer {gateway.api_key}"},
+    )
+    assert status == 404
+    assert float(headers["x-runapi-overhead-ms"]) >= 0

@@ -37,6 +37,8 @@ class Generation:
     prefer_wait: float | None = None  # `Prefer: wait=N`: answer like sync for up to N seconds
     history: tuple[Message, ...] = ()  # earlier turns from `previous_response_id`
     started_monotonic: float = field(default_factory=time.monotonic)
+    # Time spent waiting on the provider (request sent → last event), for x-runapi-overhead-ms.
+    upstream_seconds: float = 0.0
     first_byte_monotonic: float | None = None
     completion: Completion | None = None
     usage: Usage | None = None

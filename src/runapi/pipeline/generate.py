@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
@@ -37,27 +38,44 @@ Settle = Callable[[Generation, RunapiError | None, bool], Awaitable[None]]
 OutputDebit = Callable[[Generation, int], Awaitable[None]]
 
 
-async def _with_first_event_keepalive(
-    events: AsyncIterator[Event], sink: FrameSink, keepalive: bytes, interval: float
-) -> AsyncIterator[Event]:
-    """While waiting for the first upstream byte (MiniMax thinks for seconds), send comments so
-    proxies and clients do not time out. After the first event, plain iteration: no extra tasks."""
-    first = asyncio.ensure_future(anext(events))
-    try:
-        while True:
-            done, _ = await asyncio.wait({first}, timeout=interval)
-            if done:
-                break
-            await sink(keepalive)
-    except BaseException:
-        first.cancel()
-        raise
-    try:
-        yield first.result()
-    except StopAsyncIteration:
-        return
-    async for ev in events:
-        yield ev
+class _FirstEventKeepalive:
+    """The provider's events, with SSE comments sent while waiting for the first one (MiniMax
+    thinks for seconds before its first byte; proxies and clients must not time out meanwhile).
+
+    After the first event, `__anext__` hands out the provider's own awaitable: no extra async
+    generator between the provider and the loop, which is one hop less per streamed token."""
+
+    __slots__ = ("_events", "_interval", "_keepalive", "_sink", "_started")
+
+    def __init__(
+        self, events: AsyncIterator[Event], sink: FrameSink, keepalive: bytes, interval: float
+    ) -> None:
+        self._events = events
+        self._sink = sink
+        self._keepalive = keepalive
+        self._interval = interval
+        self._started = False
+
+    def __aiter__(self) -> _FirstEventKeepalive:
+        return self
+
+    def __anext__(self) -> Awaitable[Event]:
+        if self._started:
+            return self._events.__anext__()
+        self._started = True
+        return self._first()
+
+    async def _first(self) -> Event:
+        first = asyncio.ensure_future(anext(self._events))
+        try:
+            while True:
+                done, _ = await asyncio.wait({first}, timeout=self._interval)
+                if done:
+                    return first.result()  # StopAsyncIteration when there was nothing at all
+                await self._sink(self._keepalive)
+        except BaseException:
+            first.cancel()
+            raise
 
 
 async def run_generation(
@@ -88,11 +106,12 @@ async def run_generation(
     events = (
         provider_events
         if sink is None
-        else _with_first_event_keepalive(provider_events, sink, keepalive, keepalive_interval)
+        else _FirstEventKeepalive(provider_events, sink, keepalive, keepalive_interval)
     )
     acc = Accumulator()
     error: RunapiError | None = None
     client_gone = False
+    upstream_started = time.monotonic()
     debited_chars = 0
     try:
         async for event in events:
@@ -124,7 +143,8 @@ async def run_generation(
         log.exception("provider %s failed for task %s", gen.provider.name, gen.task_id)
         error = InternalError(f"The gateway failed while generating: {type(exc).__name__}.")
     finally:
-        await _close(events, provider_events)
+        await _close(provider_events)
+        gen.upstream_seconds = time.monotonic() - upstream_started
         gen.completion = acc.finish()
         finished = gen.completion.finish_reason is not None
         if error is None and not client_gone and not finished:

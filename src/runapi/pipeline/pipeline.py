@@ -27,6 +27,10 @@ from runapi.services import Services
 
 log = logging.getLogger("runapi.pipeline")
 
+#: Time spent in the gateway, upstream excluded (milliseconds, as text). Sync answers: the whole
+#: request minus the wait on the provider; streams: the time before the upstream call.
+OVERHEAD_HEADER = "x-runapi-overhead-ms"
+
 _SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -44,6 +48,7 @@ class Pipeline:
     # ------------------------------------------------------------------ entry point
 
     async def handle(self, request: web.Request, surface: Surface) -> web.StreamResponse:
+        received = time.monotonic()
         rid = "req_" + new_ulid()
         headers: dict[str, str] = {"x-request-id": rid, "request-id": rid}
         gen: Generation | None = None
@@ -95,6 +100,7 @@ class Pipeline:
                 client_request_id=crid,
                 fingerprint=_fingerprint(request, body) if idem else None,
                 prefer_wait=prefer.wait,
+                started_monotonic=received,
             )
             replay = await self.hooks.claim_idempotency(gen)
             if replay is not None:
@@ -110,9 +116,11 @@ class Pipeline:
         except RunapiError as exc:
             if gen is not None:
                 headers.update(self.hooks.rate_limit_headers(gen))
+            headers[OVERHEAD_HEADER] = _ms(time.monotonic() - received)
             return self._error(surface, exc, headers)
 
         if gen.mode == "async":
+            headers[OVERHEAD_HEADER] = _ms(time.monotonic() - received)
             try:
                 return await self.hooks.submit_async(request, gen, headers, self._run_detached)
             except RunapiError as exc:  # e.g. the async queue is full: release what admission took
@@ -133,6 +141,7 @@ class Pipeline:
             settle=self._settle,
             debit_output=self.hooks.debit_output,
         )
+        headers[OVERHEAD_HEADER] = _ms(time.monotonic() - gen.started_monotonic - gen.upstream_seconds)
         return web.Response(
             body=gen.response_body,
             status=gen.response_status,
@@ -144,6 +153,9 @@ class Pipeline:
         self, request: web.Request, gen: Generation, headers: dict[str, str]
     ) -> web.StreamResponse:
         encoder = gen.stream_encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
+        # Headers leave before the upstream call: a stream's overhead header is the admission
+        # part (auth, limits, hold, task); the per-token part is in the bench, not in a header.
+        headers[OVERHEAD_HEADER] = _ms(time.monotonic() - gen.started_monotonic)
         response = web.StreamResponse(status=200, headers={**headers, **_SSE_HEADERS})
         try:
             await response.prepare(request)
@@ -305,6 +317,10 @@ class Pipeline:
         )
 
 
+def _ms(seconds: float) -> str:
+    return f"{max(seconds, 0.0) * 1000:.3f}"
+
+
 def _fingerprint(request: web.Request, body: bytes) -> str:
     """sha256 over method, path and the canonical JSON body (sorted keys, compact)."""
     try:
@@ -320,4 +336,4 @@ def _fingerprint(request: web.Request, body: bytes) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Pipeline"]
+__all__ = ["OVERHEAD_HEADER", "Pipeline"]
