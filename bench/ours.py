@@ -62,6 +62,9 @@ def gateway_env(setup: OursSetup, simulator_url: str, config_path: Path) -> dict
             "RUNAPI_LIMITS_ENABLED": "true" if setup.limits_enabled else "false",
             "MINIMAX_BASE_URL": simulator_url + "/v1",
             "MINIMAX_API_KEY": "bench-upstream-key",
+            # The bench never calls the embedded model; preloaded (the one-worker default) its
+            # weights add about 200 MB to every RSS figure. It still loads on first use.
+            "RUNAPI_LOCAL_PRELOAD": "false",
         }
     )
     if setup.redis_url:
