@@ -37,7 +37,7 @@ class Generation:
     prefer_wait: float | None = None  # `Prefer: wait=N`: answer like sync for up to N seconds
     history: tuple[Message, ...] = ()  # earlier turns from `previous_response_id`
     started_monotonic: float = field(default_factory=time.monotonic)
-    # Time spent waiting on the provider (request sent → last event), for x-runapi-overhead-ms.
+    # Time inside the provider (its request built and sent → last event), for x-runapi-overhead-ms.
     upstream_seconds: float = 0.0
     first_byte_monotonic: float | None = None
     completion: Completion | None = None
