@@ -155,8 +155,8 @@ class Settlement:
         held_voids = [v.admission for v in self.voids if v.admission.reserved and not v.admission.free_call]
         grant_posts = [p.admission for p in self.posts if p.admission.reserved and p.admission.free_call]
         grant_voids = [v.admission for v in self.voids if v.admission.reserved and v.admission.free_call]
-        posted = await _claim_holds(conn, held_posts, "posted")
-        voided = await _claim_holds(conn, held_voids, "voided")
+        posted = await _claim_holds(conn, db, held_posts, "posted")
+        voided = await _claim_holds(conn, db, held_voids, "voided")
         consumed = await _claim_grants(conn, grant_posts, now, consume=True)
         returned = await _claim_grants(conn, grant_voids, now, consume=False)
 
@@ -290,28 +290,39 @@ def _charge_row(post: Post, now: datetime) -> dict[str, Any]:
     )
 
 
-def _claim_holds_statement() -> Update:
-    """`open → :c_status` for the tasks in `:c_tasks`; returns what each claimed hold reserved."""
+_CLAIM_CHUNK = 512  # ids per claim statement (the group commit's batch size)
+
+
+@functools.cache
+def _claim_holds_statement(size: int) -> Update:
+    """`open → :c_status` for `size` task ids (`:c_task_0` …); returns what each claimed hold
+    reserved. One fixed statement per power-of-two size, so it compiles once and runs as a
+    bulk statement (one trip to the driver) instead of re-rendering an expanding IN per batch."""
     h = holds.c
     return (
         update(holds)
-        .where(h.task_id.in_(bindparam("c_tasks", expanding=True)), h.status == "open")
+        .where(
+            h.task_id.in_([bindparam(f"c_task_{i}", type_=String) for i in range(size)]), h.status == "open"
+        )
         .values(status=bindparam("c_status", type_=String))
         .returning(h.task_id, h.amount_micros)
     )
 
 
-# Built once (see `account_deltas_statement`): reused statements keep their cache key.
-_CLAIM_HOLDS = _claim_holds_statement()
-
-
-async def _claim_holds(conn: AsyncConnection, admissions: list[Admission], status: str) -> dict[str, int]:
-    if not admissions:
-        return {}
-    result = await conn.execute(
-        _CLAIM_HOLDS, {"c_tasks": [a.task_id for a in admissions], "c_status": status}
-    )
-    return {row.task_id: row.amount_micros for row in result}
+async def _claim_holds(
+    conn: AsyncConnection, db: Database, admissions: list[Admission], status: str
+) -> dict[str, int]:
+    claimed: dict[str, int] = {}
+    ids = [a.task_id for a in admissions]
+    for start in range(0, len(ids), _CLAIM_CHUNK):
+        chunk = ids[start : start + _CLAIM_CHUNK]
+        size = 1 << (len(chunk) - 1).bit_length()
+        # Padding repeats the last id: IN (a, b, b, b) claims the same rows as IN (a, b).
+        params: dict[str, Any] = {f"c_task_{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
+        params["c_status"] = status
+        rows = await db.bulk.of(_claim_holds_statement(size)).fetch(conn, params)
+        claimed.update({task_id: amount for task_id, amount in rows})
+    return claimed
 
 
 async def _claim_grants(

@@ -22,8 +22,8 @@ _MISSING: Any = object()
 
 
 class BulkStatement:
-    """One INSERT/UPDATE without RETURNING, for `executemany` (or a single run) with rows given
-    as mappings.
+    """One INSERT/UPDATE, for `executemany` (or a single run, RETURNING rows with `fetch`) with
+    rows given as mappings.
 
     A key missing from a row takes its column's scalar default (an INSERT's `default=`), else
     fails loudly (KeyError) instead of writing NULL.
@@ -82,6 +82,13 @@ class BulkStatement:
             return int(cursor.rowcount)
         result = await conn.exec_driver_sql(self.sql, self._tuple(row))
         return int(result.rowcount)
+
+    async def fetch(self, conn: AsyncConnection, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement once and return the rows of its RETURNING clause."""
+        if self._sqlite:
+            return [tuple(r) for r in await sqlite_driver(conn).execute_fetchall(self.sql, self._tuple(row))]
+        result = await conn.exec_driver_sql(self.sql, self._tuple(row))
+        return [tuple(r) for r in result.all()]
 
     async def execute(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
