@@ -7,16 +7,20 @@ here, with the rounding each field documents.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from runapi.api.common import authenticate, error_response, json_response, request_id, services
+from runapi.api.common import (
+    authenticate,
+    json_response,
+    rendered_errors,
+    request_id,
+    services,
+)
 from runapi.billing import Ledger, PriceSchedule, hold_micros
 from runapi.billing.generations import find_generation
 from runapi.billing.invoice_html import render_invoice_html
@@ -29,12 +33,10 @@ from runapi.billing.money import (
     usd_per_1m_to_cents,
 )
 from runapi.catalog import ModelEntry
-from runapi.errors import InternalError, InvalidRequest, NotFound, RunapiError
+from runapi.errors import InternalError, InvalidRequest, NotFound
 
 LEDGER_EXTRA = "ledger"  # Services.extras key of the `Ledger`
 ACTION = "chat_completion"  # every surface prices the same (§9)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def ledger_of(request: web.Request) -> Ledger:
@@ -43,19 +45,6 @@ def ledger_of(request: web.Request) -> Ledger:
     if not isinstance(found, Ledger):
         raise InternalError("Billing is not wired into this gateway.")
     return found
-
-
-def rendered_errors(handler: Handler) -> Handler:
-    """Raise anywhere in a handler; the §5 envelope goes out with the request id."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except RunapiError as exc:
-            return error_response(exc, request_id(request))
-
-    return wrapped
 
 
 def _headers(request: web.Request) -> dict[str, str]:
@@ -497,4 +486,4 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
-__all__ = ["LEDGER_EXTRA", "ledger_of", "rendered_errors", "routes"]
+__all__ = ["LEDGER_EXTRA", "ledger_of", "routes"]

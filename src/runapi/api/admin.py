@@ -12,8 +12,8 @@ from decimal import Decimal
 import msgspec
 from aiohttp import web
 
-from runapi.api.account import ledger_of, rendered_errors
-from runapi.api.common import json_response, request_id, require_admin, services
+from runapi.api.account import ledger_of
+from runapi.api.common import json_response, rendered_errors, request_id, require_admin, services
 from runapi.api.limits import tier_table
 from runapi.billing import BalanceView, record_topup
 from runapi.billing.money import micros_to_usd, usd_to_micros

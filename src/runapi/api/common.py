@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -64,3 +66,20 @@ def error_response(error: RunapiError, rid: str) -> web.Response:
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, round(error.retry_after)))
     return json_response(body, status=error.status, headers=headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def rendered_errors(handler: Handler) -> Handler:
+    """Raise anywhere in a handler; the §5 envelope goes out with the request id (also on routes
+    that no app middleware covers)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RunapiError as exc:
+            return error_response(exc, request_id(request))
+
+    return wrapped

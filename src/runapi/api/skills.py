@@ -8,17 +8,14 @@ llms.txt conventions expect anonymous GETs. They reveal nothing the public model
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
-from runapi.api.common import error_response, request_id, services
-from runapi.errors import InternalError, ModelNotFound, NotFound, RunapiError
+from runapi.api.common import rendered_errors, services
+from runapi.errors import InternalError, ModelNotFound, NotFound
 from runapi.skills import SkillBundle, SkillCatalog
 from runapi.skills.bundle import ArchiveFormat, Layout
 from runapi.skills.skill_catalog import Document
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 EXTRAS_KEY = "skills"
 _CACHE = "public, max-age=300"
 _TYPES = {"tar.gz": "application/gzip", "zip": "application/zip"}
@@ -32,26 +29,14 @@ _FILE_TYPES = {
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/v1/models/{model_id}/skill", _rendered(model_skill)),
-        web.get("/api/v1/skills", _rendered(list_skills)),
-        web.get("/api/v1/skills/{name}.tar.gz", _rendered(skill_archive)),
-        web.get("/api/v1/skills/{name}/{path:.+}", _rendered(skill_file)),
-        web.get("/.well-known/agent-skills/index.json", _rendered(discovery_index)),
-        web.get("/.well-known/agent-skills/v{version}/index.json", _rendered(versioned_index)),
-        web.get("/llms.txt", _rendered(llms_txt)),
+        web.get("/v1/models/{model_id}/skill", rendered_errors(model_skill)),
+        web.get("/api/v1/skills", rendered_errors(list_skills)),
+        web.get("/api/v1/skills/{name}.tar.gz", rendered_errors(skill_archive)),
+        web.get("/api/v1/skills/{name}/{path:.+}", rendered_errors(skill_file)),
+        web.get("/.well-known/agent-skills/index.json", rendered_errors(discovery_index)),
+        web.get("/.well-known/agent-skills/v{version}/index.json", rendered_errors(versioned_index)),
+        web.get("/llms.txt", rendered_errors(llms_txt)),
     ]
-
-
-def _rendered(handler: Handler) -> Handler:
-    """Errors in the gateway-route envelope (§5), also where no app middleware renders them."""
-
-    async def handle(request: web.Request) -> web.Response:
-        try:
-            return await handler(request)
-        except RunapiError as exc:
-            return error_response(exc, request_id(request))
-
-    return handle
 
 
 def _skills(request: web.Request) -> SkillCatalog:
