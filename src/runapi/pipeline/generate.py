@@ -161,14 +161,13 @@ async def run_generation(
         await asyncio.shield(settle(gen, error, client_gone))
 
 
-async def _close(*streams: AsyncIterator[Event]) -> None:
-    for stream in streams:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            try:
-                await aclose()
-            except (Exception, asyncio.CancelledError):  # closing must never mask the real outcome
-                log.debug("closing a provider stream raised", exc_info=True)
+async def _close(stream: AsyncIterator[Event]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except (Exception, asyncio.CancelledError):  # closing must never mask the real outcome
+            log.debug("closing a provider stream raised", exc_info=True)
 
 
 def is_terminal_event(event: Event) -> bool:
