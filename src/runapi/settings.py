@@ -71,6 +71,9 @@ class TaskSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     deadline_seconds: float = 1200.0
     events_window_seconds: float = 600.0
     flush_interval_ms: float = 20.0
+    # A sync task is written once, when it ends (its id reaches the client only with the answer);
+    # one still running after this long is written as `processing` so other processes see it.
+    sync_write_delay_ms: float = 1000.0
     write_buffer_limit: int = 10_000  # pending task writes before callers wait (never dropped)
     heartbeat_seconds: float = 2.0
     orphan_after_seconds: float = 10.0  # a process silent this long is dead; its tasks fail

@@ -51,6 +51,70 @@ async def test_write_behind_never_drops_and_reads_its_writes(db: Database) -> No
     await store.close()
 
 
+async def stored_statuses(db: Database, *task_ids: str) -> dict[str, str]:
+    """What the database itself holds (not the store's buffer)."""
+    async with db.connect() as conn:
+        rows = (await conn.execute(select(tasks.c.id, tasks.c.status).where(tasks.c.id.in_(task_ids)))).all()
+    return {r.id: r.status for r in rows}
+
+
+async def settle_writer(store: TaskStore) -> None:
+    """Let the writer run a few rounds of its own (no flush(), which would force the held rows)."""
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+
+
+async def test_a_sync_task_that_ends_within_the_delay_is_written_once_whole(db: Database) -> None:
+    store = TaskStore(db, make_settings(sync_write_delay_ms=60_000))
+    await store.start()
+    record = new_record(store.settings)
+    await store.create(record, deferred=True)
+    await store.mark_processing(record.id)
+    await settle_writer(store)
+    assert await stored_statuses(db, record.id) == {}  # held back: no insert, no update yet
+    assert (await store.get(record.id, 1)).status == "processing"  # this process sees it
+    await store.finish(record.id, completed())
+    await settle_writer(store)
+    assert await stored_statuses(db, record.id) == {record.id: "completed"}  # one write, no flush()
+    await store.close()
+
+
+async def test_a_sync_task_still_running_after_the_delay_is_written_as_processing(db: Database) -> None:
+    store = TaskStore(db, make_settings(sync_write_delay_ms=50))
+    await store.start()
+    slow, other = new_record(store.settings), new_record(store.settings)
+    await store.create(slow, deferred=True)
+    await store.mark_processing(slow.id)
+    await store.create(other, deferred=True)
+    for _ in range(100):  # bounded: 2 s
+        if await stored_statuses(db, slow.id):
+            break
+        await asyncio.sleep(0.02)
+    assert (await stored_statuses(db, slow.id, other.id))[slow.id] == "processing"
+    await store.finish(slow.id, completed())
+    await store.flush()
+    assert await stored_statuses(db, slow.id, other.id) == {slow.id: "completed", other.id: "pending"}
+    await store.close()
+
+
+async def test_flush_and_close_write_deferred_tasks_at_once(db: Database) -> None:
+    store = TaskStore(db, make_settings(sync_write_delay_ms=60_000))
+    await store.start()
+    first, second = new_record(store.settings), new_record(store.settings)
+    await store.create(first, deferred=True)
+    await store.create(second, deferred=True)
+    await store.flush()  # e.g. a listing: what was created before it is in the database
+    assert await stored_statuses(db, first.id) == {first.id: "pending"}
+    third = new_record(store.settings)
+    await store.create(third, deferred=True)
+    await store.close()  # shutdown loses nothing that is held back
+    assert await stored_statuses(db, first.id, second.id, third.id) == {
+        first.id: "pending",
+        second.id: "pending",
+        third.id: "pending",
+    }
+
+
 async def test_finished_task_round_trips_through_the_database(db: Database) -> None:
     settings = make_settings()
     store = TaskStore(db, settings)

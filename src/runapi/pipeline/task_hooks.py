@@ -116,7 +116,10 @@ class TaskSteps:
         record.idempotency_key = gen.idempotency_key
         record.request_fingerprint = gen.fingerprint
         gen.record = record
-        await self.tasks.store.create(record, durable=gen.mode == "async")
+        # A sync task's id reaches its client only with the answer, so its first write may wait
+        # (see TaskStore); not with an idempotency key, whose replays may ask any process for it.
+        deferred = gen.mode == "sync" and gen.idempotency_key is None
+        await self.tasks.store.create(record, durable=gen.mode == "async", deferred=deferred)
         if gen.mode != "sync":
             self.tasks.events.open(gen.task_id)
         if gen.mode != "async":

@@ -6,6 +6,11 @@ dropped. Writes go into an in-memory buffer that a background writer flushes in 
 every `flush_interval_ms`; a full buffer makes callers await (backpressure), never discards, and a
 failed flush is retried with everything kept. `find` reads the buffer first, so a task is visible
 in this process the moment it is created.
+
+A sync task's first write waits (`sync_write_delay_ms`): most end within it and are then written
+once, whole, instead of an insert and an update in two flushes. Its id reaches the client only with
+the answer, so nobody outside this process can ask for it sooner; one that runs longer is written
+as `processing` when the delay is up.
 """
 
 from __future__ import annotations
@@ -105,13 +110,18 @@ class _Pending:
     """Writes to one task not yet committed: an insert of the whole row, or an update of the
     columns changed since the last flush, plus the outbox rows of its transitions."""
 
-    __slots__ = ("columns", "insert", "outbox", "record")
+    __slots__ = ("columns", "insert", "not_before", "outbox", "record")
 
     def __init__(self, record: TaskRecord, insert: bool) -> None:
         self.record = record
         self.insert = insert
         self.columns: set[str] = set()
         self.outbox: builtins.list[dict[str, Any]] = []
+        self.not_before = 0.0  # loop time before which a deferred insert is not written
+
+    def may_wait(self, now: float) -> bool:
+        """A deferred insert of a task still running, with no webhook to send: keep it back."""
+        return self.insert and now < self.not_before and not self.outbox and not self.record.is_terminal
 
     def absorb(self, newer: _Pending) -> None:
         self.record = newer.record
@@ -137,6 +147,7 @@ class TaskStore:
         self.on_outbox = on_outbox
         t = settings.tasks
         self._interval = t.flush_interval_ms / 1000.0
+        self._sync_delay = t.sync_write_delay_ms / 1000.0
         self._limit = t.write_buffer_limit
         self._retention = timedelta(days=t.retention_days)
         self._orphan_after = timedelta(seconds=t.orphan_after_seconds)
@@ -144,6 +155,8 @@ class TaskStore:
         self._live: dict[str, TaskRecord] = {}  # active tasks created here
         self._dirty: dict[str, _Pending] = {}
         self._inflight: dict[str, _Pending] = {}
+        # Deferred inserts in creation order (so the oldest is due first); never also in _dirty.
+        self._held: dict[str, _Pending] = {}
         self._terminal: dict[str, asyncio.Event] = {}
         self._next_gen = 1  # the flush generation new writes join
         self._committed_gen = 0
@@ -181,10 +194,10 @@ class TaskStore:
 
     async def flush(self) -> None:
         """Wait until every write made before this call is committed."""
-        if not self._dirty and not self._inflight:
+        if not self._dirty and not self._inflight and not self._held:
             return
         self._require_writer()
-        target = self._next_gen if self._dirty else self._next_gen - 1
+        target = self._next_gen if self._dirty or self._held else self._next_gen - 1
         self._urgent.set()
         self._wake.set()
         async with self._committed:
@@ -192,14 +205,15 @@ class TaskStore:
 
     # --- writes ---
 
-    async def create(self, record: TaskRecord, *, durable: bool = False) -> None:
+    async def create(self, record: TaskRecord, *, durable: bool = False, deferred: bool = False) -> None:
         """Record a new task (status `pending`). Returns once buffered; with `durable=True` once
-        committed (async mode: the 202 promises the task survives a crash). The store keeps its
-        own copy: later changes go through `mark_processing` and `finish`."""
+        committed (async mode: the 202 promises the task survives a crash); `deferred=True` (sync
+        mode) holds the first write back for `sync_write_delay_ms`. The store keeps its own copy:
+        later changes go through `mark_processing` and `finish`."""
         record = msgspec.structs.replace(record, worker_id=self.worker_id)
         if not record.is_terminal:
             self._live[record.id] = record
-        await self._enqueue(record, insert=True)
+        await self._enqueue(record, insert=True, defer=self._sync_delay if deferred and not durable else 0.0)
         if durable:
             await self.flush()
 
@@ -272,7 +286,7 @@ class TaskStore:
     async def find(self, task_or_surface_id: str) -> TaskRecord | None:
         """Any task by id, for internal callers (no account check). Returns a copy."""
         task_id = task_id_for(task_or_surface_id)
-        for buffer in (self._dirty, self._inflight):
+        for buffer in (self._dirty, self._held, self._inflight):
             pending = buffer.get(task_id)
             if pending is not None:
                 return msgspec.structs.replace(pending.record)
@@ -472,7 +486,7 @@ class TaskStore:
         live = self._live.get(task_id)
         if live is not None:
             return live
-        for buffer in (self._dirty, self._inflight):
+        for buffer in (self._dirty, self._held, self._inflight):
             pending = buffer.get(task_id)
             if pending is not None:
                 return pending.record
@@ -488,11 +502,12 @@ class TaskStore:
         insert: bool = False,
         columns: tuple[str, ...] = (),
         outbox: builtins.list[dict[str, Any]] | None = None,
+        defer: float = 0.0,
     ) -> None:
         self._require_writer()
-        if record.id not in self._dirty:
+        if record.id not in self._dirty and record.id not in self._held:
             # Backpressure: wait for the writer instead of growing without bound or dropping.
-            while len(self._dirty) + len(self._inflight) >= self._limit:
+            while len(self._dirty) + len(self._inflight) + len(self._held) >= self._limit:
                 self._space.clear()
                 self._urgent.set()
                 self._wake.set()
@@ -501,6 +516,21 @@ class TaskStore:
         pending.columns.update(columns)
         if outbox:
             pending.outbox.extend(outbox)
+        now = asyncio.get_running_loop().time()
+        held = self._held.get(record.id)
+        if held is not None:
+            held.absorb(pending)
+            if held.may_wait(now):
+                return  # still running: stays in place (creation order)
+            del self._held[record.id]
+            pending = held
+        elif defer > 0:
+            pending.not_before = now + defer
+            if pending.may_wait(now):
+                if not self._held:
+                    self._wake.set()  # the writer learns when the first held row comes due
+                self._held[record.id] = pending
+                return
         existing = self._dirty.get(record.id)
         if existing is not None:
             existing.absorb(pending)
@@ -508,18 +538,37 @@ class TaskStore:
             self._dirty[record.id] = pending
         self._wake.set()
 
+    def _release_held(self, now: float, everything: bool) -> float | None:
+        """Move deferred inserts that are due (all of them for a flush or shutdown) into the
+        next batch; return when the next one still held comes due."""
+        while self._held:
+            task_id, pending = next(iter(self._held.items()))
+            if not everything and pending.not_before > now:
+                return pending.not_before
+            del self._held[task_id]
+            self._dirty[task_id] = pending
+        return None
+
     async def _write_loop(self) -> None:
         backoff = self._interval
         failures_while_closing = 0
+        loop = asyncio.get_running_loop()
+        next_due: float | None = None
         while True:
             if not self._closing:
-                await self._wake.wait()
+                if next_due is None:
+                    await self._wake.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), max(0.0, next_due - loop.time()))
             if not self._urgent.is_set() and not self._closing:
                 # Let a batch gather; a flush() or a full buffer cuts the wait short.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._urgent.wait(), self._interval)
+            everything = self._urgent.is_set() or self._closing
             self._wake.clear()
             self._urgent.clear()
+            next_due = self._release_held(loop.time(), everything)
             if not self._dirty:
                 if self._closing:
                     return
