@@ -46,7 +46,8 @@ async def test_insert_matches_sqlalchemy_executemany_and_applies_column_defaults
     stmt = insert(tasks)
     async with db.begin() as conn:
         await conn.execute(stmt, [_task("task_a")])
-        await db.bulk.of(stmt).execute(conn, [_task("task_b")])
+    async with db.batch() as tx:
+        tx.add(stmt, [_task("task_b")])
     ours, theirs = await _rows(db, ["task_b"]), await _rows(db, ["task_a"])
     assert len(ours) == len(theirs) == 1
     ours[0].pop("id"), theirs[0].pop("id")
@@ -71,9 +72,9 @@ async def test_update_binds_the_statements_own_literals(db: Database) -> None:
     later = NOW + timedelta(seconds=3)
     bulk = db.bulk.of(stmt)
     assert bulk.names == ("b_status", "b_completed_at", "b_id")
-    async with db.begin() as conn:
-        await bulk.execute(
-            conn,
+    async with db.batch() as tx:
+        tx.add(
+            stmt,
             [
                 {"b_id": "task_a", "b_status": "failed", "b_completed_at": later},
                 # Guarded by the literal: a completed task stays completed.

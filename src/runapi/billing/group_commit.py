@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from sqlalchemy import bindparam, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from runapi.canonical import Usage
 from runapi.catalog import ModelEntry
+from runapi.store.batch import BatchTransaction
 from runapi.store.schema import accounts, holds
 
 from .entries import INSERT_ENTRIES, EntryType, entry_row, task_key
@@ -154,13 +154,13 @@ class GroupCommitter:
             else:
                 work.posts.append(ledger._price(job.admission, job.usage))
         work.dedupe()
-        async with ledger.db.begin() as conn:
+        async with ledger.db.batch() as tx:
             if batch.admits and work.needs_database and not ledger.db.is_sqlite:
-                await _lock_accounts(conn, batch, work)
+                await _lock_accounts(tx, batch, work)
             if batch.admits:
-                results = await self._admit_all(conn, batch.admits, now)
+                results = await self._admit_all(tx, batch.admits, now)
             if work.needs_database:
-                charges = await work.apply(conn, ledger.db, now)
+                charges = await work.apply(tx, ledger.db, now)
             elif batch.settles:
                 charges = work.without_database()
         for account_id, model in work.consumed_grants:
@@ -176,7 +176,7 @@ class GroupCommitter:
                 job.done.set_result(charges[job.admission.task_id])
 
     async def _admit_all(
-        self, conn: AsyncConnection, jobs: Sequence[AdmitJob], now: datetime
+        self, tx: BatchTransaction, jobs: Sequence[AdmitJob], now: datetime
     ) -> list[tuple[asyncio.Future[Admission], Admission | BaseException]]:
         ledger = self.ledger
         out: list[tuple[asyncio.Future[Admission], Admission | BaseException]] = []
@@ -190,7 +190,7 @@ class GroupCommitter:
                 job.account_id, job.account_created_at, job.model.id, now
             ):
                 tried.add(grant)
-                reserved = await ledger._reserve_grant(conn, job.account_id, job.model.id, job.task_id, now)
+                reserved = await ledger._reserve_grant(tx, job.account_id, job.model.id, job.task_id, now)
             if reserved:
                 cap = ledger.settings.free_call_output_cap
                 capped = cap if job.max_output_tokens is None else min(job.max_output_tokens, cap)
@@ -210,19 +210,18 @@ class GroupCommitter:
             # One guarded UPDATE for the whole group when it fits (the usual case under load);
             # otherwise one per job, in arrival order, so exactly the ones that fit get in.
             total = sum(j.amount for j in group)
-            if len(group) > 1 and await ledger._hold(conn, account_id, total, now):
+            if len(group) > 1 and await ledger._hold(tx, account_id, total, now):
                 held.extend(group)
                 continue
             for job in group:
-                if await ledger._hold(conn, account_id, job.amount, now):
+                if await ledger._hold(tx, account_id, job.amount, now):
                     held.append(job)
                 else:
-                    out.append((job.done, await ledger._refusal(conn, account_id, job.amount)))
+                    out.append((job.done, await ledger._refusal(tx, account_id, job.amount)))
         if held:
             ttl = timedelta(seconds=ledger.settings.hold_ttl_seconds)
-            bulk = ledger.db.bulk
-            await bulk.of(INSERT_ENTRIES).execute(
-                conn,
+            tx.add(
+                INSERT_ENTRIES,
                 [
                     entry_row(
                         account_id=j.account_id,
@@ -235,8 +234,8 @@ class GroupCommitter:
                     for j in held
                 ],
             )
-            await bulk.of(_INSERT_HOLDS).execute(
-                conn,
+            tx.add(
+                _INSERT_HOLDS,
                 [
                     {
                         "task_id": j.task_id,
@@ -257,7 +256,7 @@ class GroupCommitter:
         return out
 
 
-async def _lock_accounts(conn: AsyncConnection, batch: _Batch, work: Settlement) -> None:
+async def _lock_accounts(tx: BatchTransaction, batch: _Batch, work: Settlement) -> None:
     """Concurrent PostgreSQL batches lock accounts in id order within each phase; a batch with
     both admissions and settlements on several accounts would lock across the two phases out of
     order, so it takes all of its account locks up front, in order (no deadlock between writers)."""
@@ -265,7 +264,7 @@ async def _lock_accounts(conn: AsyncConnection, batch: _Batch, work: Settlement)
     ids.update(p.admission.account_id for p in work.posts)
     ids.update(v.admission.account_id for v in work.voids)
     if len(ids) > 1:
-        await conn.execute(_LOCK_ACCOUNTS, {"l_ids": sorted(ids)})
+        await tx.run(_LOCK_ACCOUNTS, {"l_ids": sorted(ids)})
 
 
 _LOCK_ACCOUNTS = (

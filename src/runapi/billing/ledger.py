@@ -30,6 +30,7 @@ from runapi.canonical import Usage
 from runapi.catalog import Catalog, ModelEntry
 from runapi.errors import InsufficientCredits, NotFound
 from runapi.settings import BillingSettings
+from runapi.store.batch import BatchTransaction
 from runapi.store.database import Database
 from runapi.store.schema import accounts, free_grants, holds, ledger_entries
 
@@ -177,7 +178,7 @@ class Ledger:
         )
 
     async def _reserve_grant(
-        self, conn: AsyncConnection, account_id: int, model: str, task_id: str, now: datetime
+        self, tx: BatchTransaction, account_id: int, model: str, task_id: str, now: datetime
     ) -> bool:
         """One statement: create the grant reserved, or flip it `available → reserved`; a grant that
         is reserved by another task or consumed stays as it is (no row returned)."""
@@ -189,12 +190,12 @@ class Ledger:
             set_={"status": "reserved", "task_id": task_id, "updated_at": now},
             where=free_grants.c.status == "available",
         ).returning(free_grants.c.task_id)
-        if (await conn.execute(stmt)).first() is not None:
+        if (await tx.run(stmt)).first() is not None:
             return True
         # Not available. If it is consumed for good, stop asking for it in this process (without
         # this, every later request of the account would pay one more statement).
         status = (
-            await conn.execute(
+            await tx.run(
                 select(free_grants.c.status).where(
                     free_grants.c.account_id == account_id, free_grants.c.model == model
                 )
@@ -204,18 +205,18 @@ class Ledger:
             self._consumed_grants.add((account_id, model))
         return False
 
-    async def _hold(self, conn: AsyncConnection, account_id: int, amount: int, now: datetime) -> bool:
+    async def _hold(self, tx: BatchTransaction, account_id: int, amount: int, now: datetime) -> bool:
         """The guarded UPDATE of §8.4; zero rows means the hold does not fit."""
-        changed = await self.db.bulk.of(self._hold_stmt).execute_one(
-            conn, {"h_account": account_id, "h_amount": amount, "h_month": _month(now)}
+        changed = await tx.execute_one(
+            self._hold_stmt, {"h_account": account_id, "h_amount": amount, "h_month": _month(now)}
         )
         return changed > 0
 
-    async def _refusal(self, conn: AsyncConnection, account_id: int, amount: int) -> Exception:
+    async def _refusal(self, tx: BatchTransaction, account_id: int, amount: int) -> Exception:
         """Only on the refusal path: read the account once to say why (§8.6)."""
         a = accounts.c
         row = (
-            await conn.execute(
+            await tx.run(
                 select(a.balance_micros, a.held_micros, a.postpaid, a.first_payment_at, a.tier).where(
                     a.id == account_id
                 )
@@ -296,8 +297,8 @@ class Ledger:
     async def _resolve(self, work: Settlement, order: list[str]) -> list[Charge]:
         work.dedupe()
         if work.needs_database:
-            async with self.db.begin() as conn:
-                results = await work.apply(conn, self.db, self._clock())
+            async with self.db.batch() as tx:
+                results = await work.apply(tx, self.db, self._clock())
             for account_id, model in work.consumed_grants:
                 self._consumed_grants.add((account_id, model))
         else:

@@ -23,11 +23,11 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import BigInteger, String, and_, bindparam, case, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
 from runapi.canonical import Usage
 from runapi.catalog import Prices
+from runapi.store.batch import BatchTransaction
 from runapi.store.database import Database
 from runapi.store.schema import accounts, free_grants, holds, ledger_entries
 
@@ -150,15 +150,15 @@ class Settlement:
         out.update({v.admission.task_id: v.charge for v in self.voids})
         return out
 
-    async def apply(self, conn: AsyncConnection, db: Database, now: datetime) -> dict[str, Charge]:
+    async def apply(self, tx: BatchTransaction, db: Database, now: datetime) -> dict[str, Charge]:
         held_posts = [p.admission for p in self.posts if p.admission.reserved and not p.admission.free_call]
         held_voids = [v.admission for v in self.voids if v.admission.reserved and not v.admission.free_call]
         grant_posts = [p.admission for p in self.posts if p.admission.reserved and p.admission.free_call]
         grant_voids = [v.admission for v in self.voids if v.admission.reserved and v.admission.free_call]
-        posted = await _claim_holds(conn, db, held_posts, "posted")
-        voided = await _claim_holds(conn, db, held_voids, "voided")
-        consumed = await _claim_grants(conn, grant_posts, now, consume=True)
-        returned = await _claim_grants(conn, grant_voids, now, consume=False)
+        posted = await _claim_holds(tx, held_posts, "posted")
+        voided = await _claim_holds(tx, held_voids, "voided")
+        consumed = await _claim_grants(tx, grant_posts, now, consume=True)
+        returned = await _claim_grants(tx, grant_voids, now, consume=False)
 
         results: dict[str, Charge] = {}
         # Rows of steps this transaction claimed (a hold `open → posted|voided`): no earlier
@@ -233,11 +233,11 @@ class Settlement:
                 unresolved.append(adm.task_id)  # it may have been settled already
             results[adm.task_id] = void.charge
 
-        await db.bulk.of(INSERT_ENTRIES).execute(conn, sure)
+        tx.add(INSERT_ENTRIES, sure)
         inserted: set[str] = set()
         if checked:
             # executemany form: the statement compiles once and is cached, whatever the batch size.
-            result = await conn.execute(entries_insert_once(db), checked)
+            result = await tx.run(entries_insert_once(db), checked)
             inserted = {r.idempotency_key for r in result}
         for key, post in paid_charges.items():
             if key in inserted:
@@ -247,13 +247,13 @@ class Settlement:
                 unresolved.append(post.admission.task_id)
         unresolved += [p.admission.task_id for k, p in free_charges.items() if k not in inserted]
         if unresolved:
-            results.update(await _stored_charges(conn, unresolved))
+            results.update(await _stored_charges(tx, unresolved))
 
         touched = sorted(set(spent) | set(released))
         if touched:
             month = now.strftime("%Y-%m")
-            await db.bulk.of(account_deltas_statement()).execute(
-                conn,
+            tx.add(
+                account_deltas_statement(),
                 [
                     {
                         "a_id": acc,
@@ -309,9 +309,7 @@ def _claim_holds_statement(size: int) -> Update:
     )
 
 
-async def _claim_holds(
-    conn: AsyncConnection, db: Database, admissions: list[Admission], status: str
-) -> dict[str, int]:
+async def _claim_holds(tx: BatchTransaction, admissions: list[Admission], status: str) -> dict[str, int]:
     claimed: dict[str, int] = {}
     ids = [a.task_id for a in admissions]
     for start in range(0, len(ids), _CLAIM_CHUNK):
@@ -320,13 +318,13 @@ async def _claim_holds(
         # Padding repeats the last id: IN (a, b, b, b) claims the same rows as IN (a, b).
         params: dict[str, Any] = {f"c_task_{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
         params["c_status"] = status
-        rows = await db.bulk.of(_claim_holds_statement(size)).fetch(conn, params)
+        rows = await tx.fetch(_claim_holds_statement(size), params)
         claimed.update({task_id: amount for task_id, amount in rows})
     return claimed
 
 
 async def _claim_grants(
-    conn: AsyncConnection, admissions: list[Admission], now: datetime, *, consume: bool
+    tx: BatchTransaction, admissions: list[Admission], now: datetime, *, consume: bool
 ) -> set[str]:
     """`reserved → consumed` (kept with its task id) or `reserved → available` (freed)."""
     if not admissions:
@@ -339,7 +337,7 @@ async def _claim_grants(
     values: dict[str, Any] = {"status": "consumed", "updated_at": now}
     if not consume:
         values = {"status": "available", "task_id": None, "updated_at": now}
-    result = await conn.execute(
+    result = await tx.run(
         update(free_grants)
         .where(mine, g.status == "reserved")
         .values(values)
@@ -348,10 +346,10 @@ async def _claim_grants(
     return {by_grant[(row.account_id, row.model)] for row in result}
 
 
-async def _stored_charges(conn: AsyncConnection, task_ids: list[str]) -> dict[str, Charge]:
+async def _stored_charges(tx: BatchTransaction, task_ids: list[str]) -> dict[str, Charge]:
     e = ledger_entries.c
     keys = [task_key(t, EntryType.CHARGE) for t in task_ids]
-    result = await conn.execute(select(e.task_id, e.amount_micros, e.meta).where(e.idempotency_key.in_(keys)))
+    result = await tx.run(select(e.task_id, e.amount_micros, e.meta).where(e.idempotency_key.in_(keys)))
     out = {}
     for row in result:
         meta = decode_charge_meta(row.meta)

@@ -6,12 +6,13 @@ handful of fixed statements. SQLAlchemy's executemany path rebuilds a parameter 
 columns of a task row that was a visible share of each request's CPU. Here the statement is
 compiled once, its positional parameter order and the dialect's own bind processors are looked
 up once, and each row becomes one tuple. The SQL text, the values' encoding (SQLite's datetime
-text, JSON through the engine's serializer) and the transaction are SQLAlchemy's, unchanged.
+text, JSON through the engine's serializer) are SQLAlchemy's, unchanged; `store/batch.py` runs them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -22,21 +23,20 @@ _MISSING: Any = object()
 
 
 class BulkStatement:
-    """One INSERT/UPDATE, for `executemany` (or a single run, RETURNING rows with `fetch`) with
-    rows given as mappings.
+    """One INSERT/UPDATE whose rows are given as mappings, turned into parameter tuples; a
+    `BatchTransaction` runs it (executemany, or once with RETURNING rows).
 
     A key missing from a row takes its column's scalar default (an INSERT's `default=`), else
     fails loudly (KeyError) instead of writing NULL.
     """
 
-    __slots__ = ("_params", "_sqlite", "sql")
+    __slots__ = ("_get", "_params", "_processed", "sql")
 
     def __init__(self, statement: Insert | Update, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         if not compiled.positional or compiled.positiontup is None:
             raise ValueError(f"{dialect.name}: bulk statements need a positional paramstyle")
         self.sql = str(compiled)
-        self._sqlite = dialect.name == "sqlite"
         table = statement.table
         # Per position: (row key, processor, default), or (None, processed literal, None) for a
         # literal of the statement itself (`status = 'open'`), processed once here.
@@ -54,6 +54,14 @@ class BulkStatement:
                 default = column.default.arg
             params.append((name, processor, default))
         self._params = tuple(params)
+        # The common case, a row with every key and a statement without literals: one C call
+        # fetches all values in order, then only the positions with a processor are touched.
+        names = [name for name, _, _ in params if name is not None]
+        self._get: Any = None
+        if names and len(names) == len(params):
+            getter = operator.itemgetter(*names)
+            self._get = getter if len(names) > 1 else lambda row: (getter(row),)
+        self._processed = tuple((i, proc) for i, (_, proc, _) in enumerate(params) if proc is not None)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -61,9 +69,24 @@ class BulkStatement:
         return tuple(name for name, _, _ in self._params if name is not None)
 
     def to_tuples(self, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        return [self._tuple(row) for row in rows]
+        return [self.row_tuple(row) for row in rows]
 
-    def _tuple(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    def row_tuple(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        if self._get is not None:
+            try:
+                values = self._get(row)
+            except KeyError:
+                pass  # a key left to its column default, or truly missing: the slow path says which
+            else:
+                if not self._processed:
+                    return tuple(values)
+                out = list(values)
+                for i, processor in self._processed:
+                    out[i] = processor(out[i])
+                return tuple(out)
+        return self._slow_tuple(row)
+
+    def _slow_tuple(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         out: list[Any] = []
         for name, extra, default in self._params:
             if name is None:
@@ -74,32 +97,6 @@ class BulkStatement:
                 raise KeyError(name)
             out.append(value if extra is None else extra(value))
         return tuple(out)
-
-    async def execute_one(self, conn: AsyncConnection, row: Mapping[str, Any]) -> int:
-        """Run the statement once; return the number of rows it changed."""
-        if self._sqlite:
-            cursor = await sqlite_driver(conn).execute(self.sql, self._tuple(row))
-            return int(cursor.rowcount)
-        result = await conn.exec_driver_sql(self.sql, self._tuple(row))
-        return int(result.rowcount)
-
-    async def fetch(self, conn: AsyncConnection, row: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run the statement once and return the rows of its RETURNING clause."""
-        if self._sqlite:
-            return [tuple(r) for r in await sqlite_driver(conn).execute_fetchall(self.sql, self._tuple(row))]
-        result = await conn.exec_driver_sql(self.sql, self._tuple(row))
-        return [tuple(r) for r in result.all()]
-
-    async def execute(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows:
-            return
-        if self._sqlite:
-            # aiosqlite runs an executemany in one trip to its thread; through SQLAlchemy's
-            # adapter the same call takes three (cursor, executemany, close), each a thread
-            # wake-up in both directions. Same connection, so the same transaction.
-            await sqlite_driver(conn).executemany(self.sql, self.to_tuples(rows))
-        else:
-            await conn.exec_driver_sql(self.sql, self.to_tuples(rows))
 
 
 def sqlite_driver(conn: AsyncConnection) -> Any:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from runapi.store.batch import BatchTransaction
 from runapi.store.bulk import BulkStatements, sqlite_driver
 
 # Any constant works; it only has to be the same in every gateway process sharing the database.
@@ -47,6 +48,10 @@ class Database:
             # One file, many connections: WAL lets readers run beside the single writer, and a
             # busy timeout turns writer contention into a short wait instead of an error.
             kwargs["connect_args"] = {"timeout": 30}
+            # The pool's reset on checkin is a rollback, one trip to aiosqlite's thread for every
+            # connection use; `_end_open_transaction` rolls back only one that is still in a
+            # transaction (SQLAlchemy's own transactions end themselves before checkin).
+            kwargs["pool_reset_on_return"] = None
             if ":memory:" in self.url:
                 kwargs["poolclass"] = NullPool
         else:
@@ -58,6 +63,7 @@ class Database:
         self._write_lock = asyncio.Lock()
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine.pool, "checkin", _end_open_transaction)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -86,6 +92,40 @@ class Database:
             await conn.commit()
 
     @asynccontextmanager
+    async def batch(self) -> AsyncIterator[BatchTransaction]:
+        """The write transaction of a hot batch writer (`store/batch.py`): statements are queued
+        and sent with the next read or the COMMIT. On SQLite, BEGIN IMMEDIATE goes out with the
+        first send and COMMIT with the last, straight to the driver: a batch without reads is one
+        trip to aiosqlite's thread."""
+        if not self.is_sqlite:
+            async with self.begin() as conn:
+                tx = BatchTransaction(conn, self.bulk, None)
+                yield tx
+                await tx.flush()
+            return
+        async with self._write_lock, self.engine.connect() as conn:
+            driver = sqlite_driver(conn)
+            tx = BatchTransaction(conn, self.bulk, driver)
+            tx.add_sql("BEGIN IMMEDIATE")
+            try:
+                yield tx
+                tx.add_sql("COMMIT")
+                await tx.flush()
+            except BaseException:
+                # Nothing reached the database: nothing to undo. Otherwise end the transaction
+                # before the connection goes back to the pool (the driver's rollback is a no-op
+                # when the COMMIT went through, and it queues behind a statement still running).
+                if tx.sent_anything:
+                    await driver.rollback()
+                if conn.in_transaction():
+                    await conn.rollback()
+                raise
+            if conn.in_transaction():
+                # `run` went through SQLAlchemy, which began its own bookkeeping transaction; the
+                # COMMIT above already ended the real one, so this is a no-op at the driver.
+                await conn.commit()
+
+    @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A read connection (autocommit-style: the block's reads need no transaction)."""
         async with self.engine.connect() as conn:
@@ -105,6 +145,13 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _end_open_transaction(dbapi_conn: Any, _record: Any) -> None:
+    """SQLite checkin: roll back only a connection that still holds a transaction (reading the
+    flag is no trip; the adapter's rollback is, and it is rare)."""
+    if dbapi_conn is not None and dbapi_conn._connection._conn.in_transaction:
+        dbapi_conn.rollback()
 
 
 def _json_dumps(value: Any) -> str:

@@ -624,11 +624,10 @@ class TaskStore:
                 params.update({"b_" + c: row[c] for c in cols})
                 updates.setdefault(cols, []).append(params)
             outbox.extend(pending.outbox)
-        bulk = self.db.bulk
-        async with self.db.begin() as conn:
-            await bulk.of(_INSERT_TASKS).execute(conn, inserts)
+        async with self.db.batch() as tx:  # one trip on SQLite when no webhook is due
+            tx.add(_INSERT_TASKS, inserts)
             for cols, rows in updates.items():
-                await bulk.of(_update_statement(cols)).execute(conn, rows)
+                tx.add(_update_statement(cols), rows)
             if outbox:
-                await conn.execute(_INSERT_OUTBOX, outbox)
+                await tx.run(_INSERT_OUTBOX, outbox)
         return bool(outbox)

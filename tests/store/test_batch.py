@@ -1,0 +1,120 @@
+"""`BatchTransaction` on both databases: queued writes keep their order, reads see them, a failure
+anywhere undoes everything, and on SQLite a batch without reads is one trip to the driver."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, func, insert, select, update
+
+from runapi.store.bulk import sqlite_driver
+from runapi.store.database import Database
+from runapi.store.schema import tasks
+
+NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+INSERT = insert(tasks)
+SET_STATUS = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_id"), tasks.c.status == "processing")
+    .values(status=bindparam("b_status"))
+    .returning(tasks.c.id, tasks.c.status)
+)
+SET_MODEL = update(tasks).where(tasks.c.id == bindparam("b_id")).values(model=bindparam("b_model"))
+
+
+def _task(task_id: str) -> dict[str, Any]:
+    row: dict[str, Any] = {c.name: None for c in tasks.c if c.default is None}
+    row.update(
+        id=task_id,
+        account_id=1,
+        api_key_id="key_1",
+        model="MiniMax-M2",
+        endpoint="chat.completions",
+        surface_id="chatcmpl-" + task_id,
+        status="processing",
+        created_at=NOW,
+    )
+    return row
+
+
+async def _statuses(db: Database) -> dict[str, str]:
+    async with db.connect() as conn:
+        return {r.id: r.status for r in await conn.execute(select(tasks.c.id, tasks.c.status))}
+
+
+async def test_reads_see_the_queued_writes_in_order(db: Database) -> None:
+    async with db.batch() as tx:
+        tx.add(INSERT, [_task("t1"), _task("t2")])
+        changed = await tx.execute_one(SET_MODEL, {"b_id": "t1", "b_model": "MiniMax-M3"})
+        returned = await tx.fetch(SET_STATUS, {"b_id": "t2", "b_status": "completed"})
+        count = (await tx.run(select(func.count()).select_from(tasks))).scalar_one()
+        tx.add(SET_MODEL, [{"b_id": "t2", "b_model": "MiniMax-M2.5"}])
+    assert changed == 1
+    assert returned == [("t2", "completed")]
+    assert count == 2
+    async with db.connect() as conn:
+        models = dict((await conn.execute(select(tasks.c.id, tasks.c.model))).all())  # type: ignore[arg-type]
+    assert models == {"t1": "MiniMax-M3", "t2": "MiniMax-M2.5"}
+    assert await _statuses(db) == {"t1": "processing", "t2": "completed"}
+
+
+@pytest.mark.parametrize("where", ["in_the_queue", "after_a_read", "in_the_block"])
+async def test_a_failure_anywhere_undoes_the_whole_batch(db: Database, where: str) -> None:
+    async with db.batch() as tx:
+        tx.add(INSERT, [_task("t0")])
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error type differs per database
+        async with db.batch() as tx:
+            tx.add(INSERT, [_task("t1")])
+            await tx.execute_one(SET_MODEL, {"b_id": "t0", "b_model": "changed"})
+            if where == "in_the_queue":
+                tx.add(INSERT, [_task("t0")])  # duplicate primary key, found at COMMIT time
+            elif where == "after_a_read":
+                tx.add(INSERT, [_task("t2")])
+                await tx.fetch(SET_STATUS, {"b_id": "t0", "b_status": "failed"})
+                await tx.run(insert(tasks).values(_task("t0")))
+            else:
+                raise RuntimeError("the caller failed between statements")
+    assert await _statuses(db) == {"t0": "processing"}
+    async with db.connect() as conn:
+        model = (await conn.execute(select(tasks.c.model).where(tasks.c.id == "t0"))).scalar_one()
+    assert model == "MiniMax-M2"
+    # The connection went back clean: the next batch commits.
+    async with db.batch() as tx:
+        tx.add(INSERT, [_task("t3")])
+    assert set(await _statuses(db)) == {"t0", "t3"}
+
+
+async def test_on_sqlite_a_batch_without_reads_is_one_trip(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("trips to aiosqlite's thread exist only on SQLite")
+    trips = 0
+    async with db.batch() as tx:
+        driver = tx.conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+        original = driver._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await original(fn, *args, **kwargs)
+
+        driver._execute = counted
+        tx.add(INSERT, [_task("t1"), _task("t2")])
+        tx.add(SET_MODEL, [{"b_id": "t1", "b_model": "x"}])
+    del driver._execute  # counted up to and including the connection's return to the pool
+    assert trips == 1  # BEGIN IMMEDIATE, both statements and COMMIT together; no reset trip
+    assert set(await _statuses(db)) == {"t1", "t2"}
+
+
+async def test_on_sqlite_a_connection_returned_inside_a_transaction_is_rolled_back(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("the checkin rollback is SQLite's (PostgreSQL keeps the pool's reset)")
+    async with db.connect() as conn:
+        driver = sqlite_driver(conn)
+        await driver.execute("BEGIN IMMEDIATE")
+        await driver.executemany(db.bulk.of(INSERT).sql, db.bulk.of(INSERT).to_tuples([_task("t1")]))
+    # Left without COMMIT: the write lock is free again and the row is gone.
+    async with db.batch() as tx:
+        tx.add(INSERT, [_task("t2")])
+    assert set(await _statuses(db)) == {"t2"}
