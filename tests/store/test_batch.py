@@ -3,11 +3,13 @@ anywhere undoes everything, and on SQLite a batch without reads is one trip to t
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from runapi.store.bulk import sqlite_driver
 from runapi.store.database import Database
@@ -55,27 +57,32 @@ async def test_reads_see_the_queued_writes_in_order(db: Database) -> None:
     assert returned == [("t2", "completed")]
     assert count == 2
     async with db.connect() as conn:
-        models = dict((await conn.execute(select(tasks.c.id, tasks.c.model))).all())  # type: ignore[arg-type]
+        models = dict((await conn.execute(select(tasks.c.id, tasks.c.model))).all())
     assert models == {"t1": "MiniMax-M3", "t2": "MiniMax-M2.5"}
     assert await _statuses(db) == {"t1": "processing", "t2": "completed"}
+
+
+async def _failing_batch(db: Database, where: str) -> None:
+    async with db.batch() as tx:
+        tx.add(INSERT, [_task("t1")])
+        await tx.execute_one(SET_MODEL, {"b_id": "t0", "b_model": "changed"})
+        if where == "in_the_queue":
+            tx.add(INSERT, [_task("t0")])  # duplicate primary key, found at COMMIT time
+        elif where == "after_a_read":
+            tx.add(INSERT, [_task("t2")])
+            await tx.fetch(SET_STATUS, {"b_id": "t0", "b_status": "failed"})
+            await tx.run(insert(tasks).values(_task("t0")))
+        else:
+            raise RuntimeError("the caller failed between statements")
 
 
 @pytest.mark.parametrize("where", ["in_the_queue", "after_a_read", "in_the_block"])
 async def test_a_failure_anywhere_undoes_the_whole_batch(db: Database, where: str) -> None:
     async with db.batch() as tx:
         tx.add(INSERT, [_task("t0")])
-    with pytest.raises(Exception):  # noqa: B017 - the driver's own error type differs per database
-        async with db.batch() as tx:
-            tx.add(INSERT, [_task("t1")])
-            await tx.execute_one(SET_MODEL, {"b_id": "t0", "b_model": "changed"})
-            if where == "in_the_queue":
-                tx.add(INSERT, [_task("t0")])  # duplicate primary key, found at COMMIT time
-            elif where == "after_a_read":
-                tx.add(INSERT, [_task("t2")])
-                await tx.fetch(SET_STATUS, {"b_id": "t0", "b_status": "failed"})
-                await tx.run(insert(tasks).values(_task("t0")))
-            else:
-                raise RuntimeError("the caller failed between statements")
+    # Straight to the driver on SQLite (sqlite3's error), through SQLAlchemy otherwise.
+    with pytest.raises((IntegrityError, sqlite3.IntegrityError, RuntimeError)):
+        await _failing_batch(db, where)
     assert await _statuses(db) == {"t0": "processing"}
     async with db.connect() as conn:
         model = (await conn.execute(select(tasks.c.model).where(tasks.c.id == "t0"))).scalar_one()
@@ -91,7 +98,7 @@ async def test_on_sqlite_a_batch_without_reads_is_one_trip(db: Database) -> None
         pytest.skip("trips to aiosqlite's thread exist only on SQLite")
     trips = 0
     async with db.batch() as tx:
-        driver = tx.conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+        driver = sqlite_driver(tx.conn)
         original = driver._execute
 
         async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:

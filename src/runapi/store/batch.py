@@ -5,9 +5,10 @@ Statements whose result nobody reads are queued (`add`) and go out together with
 statement whose result is needed (`execute_one`, `fetch`), or with the COMMIT. On SQLite every send
 is one trip to aiosqlite's thread, and a trip costs two thread wake-ups and about 35 µs of CPU (a
 five-statement transaction measured ~200 µs of CPU in five trips, ~65 µs in one, on the 2-core
-bench machine): a ledger batch takes two trips instead of six, a task batch one instead of four. On PostgreSQL the queue runs statement by statement as before (asyncpg has no thread to
-cross). The rare statements (free grants, refusals, late settlements) go through SQLAlchemy with
-`run`, after the queue.
+bench machine, and a trip after an idle moment waits ~170 µs for the thread to wake): a ledger
+batch takes two trips instead of six, a task batch one instead of four. On PostgreSQL the queue
+runs statement by statement as before (asyncpg has no thread to cross). The rare statements (free
+grants, refusals, late settlements) go through SQLAlchemy with `run`, after the queue.
 """
 
 from __future__ import annotations
