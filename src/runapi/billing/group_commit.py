@@ -154,7 +154,7 @@ class GroupCommitter:
             else:
                 work.posts.append(ledger._price(job.admission, job.usage))
         work.dedupe()
-        async with ledger.db.batch() as tx:
+        async with ledger.db.batch("ledger") as tx:
             if batch.admits and work.needs_database and not ledger.db.is_sqlite:
                 await _lock_accounts(tx, batch, work)
             if batch.admits:

@@ -297,7 +297,7 @@ class Ledger:
     async def _resolve(self, work: Settlement, order: list[str]) -> list[Charge]:
         work.dedupe()
         if work.needs_database:
-            async with self.db.batch() as tx:
+            async with self.db.batch("ledger") as tx:
                 results = await work.apply(tx, self.db, self._clock())
             for account_id, model in work.consumed_grants:
                 self._consumed_grants.add((account_id, model))

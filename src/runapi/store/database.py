@@ -61,9 +61,9 @@ class Database:
         # SQLite has one writer. Writers of this process take turns on an asyncio lock instead of
         # meeting in SQLite's busy handler, which sleeps up to 100 ms per retry.
         self._write_lock = asyncio.Lock()
-        # SQLite: the batch writers' own connection, kept checked out (a checkout and checkin
-        # through SQLAlchemy's async pool cost ~40 µs of CPU per batch, two greenlet hops).
-        self._batch_conn: AsyncConnection | None = None
+        # The batch writers' connections, kept checked out (see `batch`), and their turns.
+        self._kept: dict[str, AsyncConnection] = {}
+        self._lane_locks: dict[str, asyncio.Lock] = {}
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine.pool, "checkin", _end_open_transaction)
@@ -95,46 +95,51 @@ class Database:
             await conn.commit()
 
     @asynccontextmanager
-    async def batch(self) -> AsyncIterator[BatchTransaction]:
+    async def batch(self, lane: str = "default") -> AsyncIterator[BatchTransaction]:
         """The write transaction of a hot batch writer (`store/batch.py`): statements are queued
         and sent with the next read or the COMMIT. On SQLite, BEGIN IMMEDIATE goes out with the
         first send and COMMIT with the last, straight to the driver: a batch without reads is one
-        trip to aiosqlite's thread."""
-        if not self.is_sqlite:
-            async with self.begin() as conn:
-                tx = BatchTransaction(conn, self.bulk, None)
-                yield tx
-                await tx.flush()
-            return
-        async with self._write_lock:
-            kept = self._batch_conn
-            if kept is None or kept.closed or kept.invalidated:
-                kept = self._batch_conn = await self.engine.connect()
-            conn = kept
-            driver = sqlite_driver(conn)
+        trip to aiosqlite's thread.
+
+        Each `lane` (one per writer: the ledger's group commit, the task write-behind) keeps its
+        own connection and takes its batches in turn; on SQLite all lanes share one connection,
+        as they share the write lock. A checkout and checkin through SQLAlchemy's async pool
+        cost ~40 µs of CPU per batch, and on PostgreSQL the pre-ping round trip as well."""
+        key = "sqlite" if self.is_sqlite else lane
+        lock = self._write_lock if self.is_sqlite else self._lane_locks.setdefault(lane, asyncio.Lock())
+        async with lock:
+            conn = self._kept.get(key)
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._kept[key] = await self.engine.connect()
+            driver = sqlite_driver(conn) if self.is_sqlite else None
             tx = BatchTransaction(conn, self.bulk, driver)
-            tx.add_sql("BEGIN IMMEDIATE")
+            if driver is not None:
+                tx.add_sql("BEGIN IMMEDIATE")
+            else:
+                await conn.begin()
             try:
                 yield tx
-                tx.add_sql("COMMIT")
+                if driver is not None:
+                    tx.add_sql("COMMIT")
                 await tx.flush()
+                if conn.in_transaction():
+                    # PostgreSQL's COMMIT. On SQLite only after `run` went through SQLAlchemy,
+                    # which began its own bookkeeping transaction: the COMMIT above already
+                    # ended the real one, so this is a no-op at the driver.
+                    await conn.commit()
             except BaseException:
-                # Nothing reached the database: nothing to undo. Otherwise end the transaction
-                # before the next batch (the driver's rollback is a no-op when the COMMIT went
-                # through, and it queues behind a statement still running in the thread).
+                # End the transaction before the next batch. On SQLite nothing reached the
+                # database if nothing was sent; the driver's rollback is a no-op after COMMIT and
+                # queues behind a statement still running in the thread.
                 try:
-                    if tx.sent_anything:
+                    if driver is not None and tx.sent_anything:
                         await driver.rollback()
                     if conn.in_transaction():
                         await conn.rollback()
                 except Exception:
-                    self._batch_conn = None  # unusable: the next batch connects afresh
+                    self._kept.pop(key, None)  # unusable: the next batch connects afresh
                     await conn.invalidate()
                 raise
-            if conn.in_transaction():
-                # `run` went through SQLAlchemy, which began its own bookkeeping transaction; the
-                # COMMIT above already ended the real one, so this is a no-op at the driver.
-                await conn.commit()
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -155,8 +160,8 @@ class Database:
                     await conn.commit()
 
     async def dispose(self) -> None:
-        if self._batch_conn is not None:
-            conn, self._batch_conn = self._batch_conn, None
+        kept, self._kept = self._kept, {}
+        for conn in kept.values():
             await conn.close()
         await self.engine.dispose()
 

@@ -624,7 +624,7 @@ class TaskStore:
                 params.update({"b_" + c: row[c] for c in cols})
                 updates.setdefault(cols, []).append(params)
             outbox.extend(pending.outbox)
-        async with self.db.batch() as tx:  # one trip on SQLite when no webhook is due
+        async with self.db.batch("tasks") as tx:  # one trip on SQLite when no webhook is due
             tx.add(_INSERT_TASKS, inserts)
             for cols, rows in updates.items():
                 tx.add(_update_statement(cols), rows)
