@@ -12,11 +12,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
-
 from runapi.limits import redis_script
 from runapi.limits.buckets import (
     Adjustment,
@@ -29,13 +24,12 @@ from runapi.limits.buckets import (
     SlotRef,
     Used,
 )
+from runapi.limits.resp import RespClient, RespError
 from runapi.limits.tiers import LimitValues
 
 DEFAULT_PREFIX = "runapi:rl:"
 # Lease refreshes are pipelined in batches of this many slots.
 _REFRESH_BATCH = 256
-# Connections per process; admissions beyond it wait (within their deadline) for a free one.
-_POOL_SIZE = 256
 
 
 class RedisLimiterBackend:
@@ -43,7 +37,7 @@ class RedisLimiterBackend:
 
     def __init__(
         self,
-        client: Redis,
+        client: RespClient,
         *,
         prefix: str = DEFAULT_PREFIX,
         timeout: float = 0.25,
@@ -64,20 +58,10 @@ class RedisLimiterBackend:
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 0.25, **kwargs: Any) -> RedisLimiterBackend:
-        # A blocking pool: under a burst (thousands of streams admitting at once) a call waits for a
-        # free connection within its deadline instead of failing with "Too many connections".
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=_POOL_SIZE,
-            timeout=timeout,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # No client-side retries: the caller's deadline is `timeout`, and a retry loop with
-            # backoff would turn an outage into a hang.
-            retry=Retry(NoBackoff(), 0),
-        )
-        return cls(Redis(connection_pool=pool), timeout=timeout, **kwargs)
+        # One multiplexed connection (limits/resp.py): a burst of thousands of admissions pipelines
+        # on it instead of queueing for pooled connections. No client-side retries: the caller's
+        # deadline is `timeout`, and the scripts debit, so a blind retry could debit twice.
+        return cls(RespClient.from_url(url, connect_timeout=timeout), timeout=timeout, **kwargs)
 
     async def load_scripts(self) -> None:
         """Load the scripts now (optional; the first call loads them otherwise)."""
@@ -144,37 +128,41 @@ class RedisLimiterBackend:
         try:
             async with asyncio.timeout(self._timeout):
                 return await call
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RespError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"Redis did not answer: {type(exc).__name__}: {exc}") from exc
 
     async def _load(self, source: str) -> str:
-        sha: str = await self._redis.script_load(source)
+        sha: str = await self._redis.call("SCRIPT", "LOAD", source)
         self._shas[source] = sha
         return sha
 
     async def _run(self, source: str, keys: list[str], args: list[str]) -> list[str]:
         sha = self._shas.get(source) or await self._load(source)
         try:
-            reply = await self._redis.evalsha(sha, len(keys), *keys, *args)
-        except NoScriptError:
+            reply = await self._redis.call("EVALSHA", sha, str(len(keys)), *keys, *args)
+        except RespError as exc:
+            if exc.kind != "NOSCRIPT":
+                raise
             # Redis restarted or flushed its script cache since we loaded it.
             sha = await self._load(source)
-            reply = await self._redis.evalsha(sha, len(keys), *keys, *args)
+            reply = await self._redis.call("EVALSHA", sha, str(len(keys)), *keys, *args)
         return [str(part) for part in reply]
 
     async def _refresh_batch(self, slots: Sequence[SlotRef]) -> None:
         source = redis_script.REFRESH
         sha = self._shas.get(source) or await self._load(source)
         for attempt in range(2):
-            pipe = self._redis.pipeline(transaction=False)
+            commands: list[tuple[str | bytes, ...]] = []
             for slot in slots:
                 keys = self._keys(slot)
-                pipe.evalsha(sha, 2, keys[1], keys[3], self._now_ms(), slot.slot_id, self._lease_ms)
+                commands.append(
+                    ("EVALSHA", sha, "2", keys[1], keys[3], self._now_ms(), slot.slot_id, self._lease_ms)
+                )
             try:
-                await pipe.execute()
+                await self._redis.call_many(commands)
                 return
-            except NoScriptError:
-                if attempt:
+            except RespError as exc:
+                if attempt or exc.kind != "NOSCRIPT":
                     raise
                 sha = await self._load(source)
 

@@ -30,7 +30,7 @@ class BulkStatement:
     fails loudly (KeyError) instead of writing NULL.
     """
 
-    __slots__ = ("_get", "_params", "_processed", "sql")
+    __slots__ = ("_defaults", "_get", "_params", "_processed", "sql")
 
     def __init__(self, statement: Insert | Update, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -54,9 +54,11 @@ class BulkStatement:
                 default = column.default.arg
             params.append((name, processor, default))
         self._params = tuple(params)
-        # The common case, a row with every key and a statement without literals: one C call
-        # fetches all values in order, then only the positions with a processor are touched.
+        # The common case, a statement without literals: one C call fetches all values in order
+        # (keys a row leaves out filled from the column defaults first), then only the positions
+        # with a processor are touched.
         names = [name for name, _, _ in params if name is not None]
+        self._defaults = {name: default for name, _, default in params if name and default is not _MISSING}
         self._get: Any = None
         if names and len(names) == len(params):
             getter = operator.itemgetter(*names)
@@ -74,9 +76,9 @@ class BulkStatement:
     def row_tuple(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         if self._get is not None:
             try:
-                values = self._get(row)
+                values = self._get({**self._defaults, **row} if self._defaults else row)
             except KeyError:
-                pass  # a key left to its column default, or truly missing: the slow path says which
+                pass  # truly missing: the slow path says which
             else:
                 if not self._processed:
                     return tuple(values)

@@ -1,0 +1,126 @@
+"""The limiter's lean Redis client: the RESP2 parser on every split of a reply, URLs, and against
+the real Redis: replies reach their own callers under concurrency, a late reply is dropped, and
+connect-time AUTH and SELECT."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from runapi.limits.resp import (
+    INCOMPLETE,
+    RespClient,
+    RespError,
+    RespProtocolError,
+    encode_command,
+    parse_reply,
+)
+from tests.limits.conftest import REDIS_URL
+
+needs_redis = pytest.mark.skipif(REDIS_URL is None, reason="RUNAPI_TEST_REDIS_URL is not set")
+
+# What EVALSHA of the admit script looks like: an array of bulk strings, an integer, a null.
+REPLY = b"*4\r\n$1\r\n1\r\n$5\r\n12.50\r\n:42\r\n$-1\r\n"
+
+
+def test_encode_command() -> None:
+    assert (
+        encode_command(("EVALSHA", "ab", "1", "k"))
+        == b"*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$1\r\nk\r\n"
+    )
+    assert encode_command(("SET", "k", "é")) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\xc3\xa9\r\n"
+
+
+def test_parse_reply_whole_and_at_every_split() -> None:
+    value, end = parse_reply(REPLY, 0)
+    assert (value, end) == (["1", "12.50", 42, None], len(REPLY))
+    for cut in range(len(REPLY)):
+        partial, at = parse_reply(REPLY[:cut], 0)
+        assert partial is INCOMPLETE, cut
+        assert at == 0, cut  # nothing consumed: the caller waits for more bytes
+
+
+def test_parse_reply_kinds() -> None:
+    assert parse_reply(b"+OK\r\n", 0) == ("OK", 5)
+    assert parse_reply(b":-3\r\n", 0) == (-3, 5)
+    assert parse_reply(b"*-1\r\n", 0) == (None, 5)
+    assert parse_reply(b"*0\r\n", 0) == ([], 4)
+    error, _ = parse_reply(b"-NOSCRIPT No matching script.\r\n", 0)
+    assert isinstance(error, RespError)
+    assert error.kind == "NOSCRIPT"
+    with pytest.raises(RespProtocolError):
+        parse_reply(b"?what\r\n", 0)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6380/3", ("127.0.0.1", 6380, 3, None, None, False, None)),
+        ("redis://:s%40cret@cache", ("cache", 6379, 0, None, "s@cret", False, None)),
+        ("rediss://user:pw@h:1/0", ("h", 1, 0, "user", "pw", True, None)),
+        ("unix:///run/redis.sock?db=2", ("127.0.0.1", 6379, 2, None, None, False, "/run/redis.sock")),
+    ],
+)
+def test_from_url(url: str, expected: tuple[object, ...]) -> None:
+    c = RespClient.from_url(url)
+    got = (c._host, c._port, c._db, c._username, c._password, c._tls is not None, c._unix_path)
+    assert got == expected
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        RespClient.from_url("http://127.0.0.1:6379")
+
+
+@needs_redis
+async def test_concurrent_callers_each_get_their_own_reply() -> None:
+    assert REDIS_URL is not None
+    client = RespClient.from_url(REDIS_URL)
+    key = f"runapi:test:resp:{uuid.uuid4().hex}"
+    try:
+        values = await asyncio.gather(*(client.call("INCR", key) for _ in range(500)))
+        assert sorted(values) == list(range(1, 501))
+        echoed = await asyncio.gather(*(client.call("ECHO", f"caller-{i}") for i in range(200)))
+        assert echoed == [f"caller-{i}" for i in range(200)]
+        with pytest.raises(RespError) as caught:
+            await client.call("EVALSHA", "0" * 40, "0")
+        assert caught.value.kind == "NOSCRIPT"
+        assert await client.call("PING") == "PONG"  # the error did not derail the order
+    finally:
+        await client.call("DEL", key)
+        await client.aclose()
+
+
+@needs_redis
+async def test_a_reply_that_arrives_after_its_caller_gave_up_is_dropped() -> None:
+    assert REDIS_URL is not None
+    client = RespClient.from_url(REDIS_URL)
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await client.call("BLPOP", f"runapi:test:empty:{uuid.uuid4().hex}", "0.3")
+        # The BLPOP's nil comes back first on the same connection and must not reach this caller.
+        assert await client.call("ECHO", "mine") == "mine"
+    finally:
+        await client.aclose()
+
+
+@needs_redis
+async def test_select_and_auth_at_connect() -> None:
+    assert REDIS_URL is not None
+    key = f"runapi:test:db:{uuid.uuid4().hex}"
+    base = REDIS_URL.rsplit("/", 1)[0]
+    in_db_7 = RespClient.from_url(base + "/7")
+    in_db_0 = RespClient.from_url(base + "/0")
+    try:
+        await in_db_7.call("SET", key, "x")
+        assert await in_db_7.call("GET", key) == "x"
+        assert await in_db_0.call("GET", key) is None
+    finally:
+        await in_db_7.call("DEL", key)
+        await in_db_7.aclose()
+        await in_db_0.aclose()
+    # This Redis has no password: AUTH fails, and the connect says so instead of hanging.
+    wrong = RespClient.from_url(base.replace("redis://", "redis://:nope@") + "/0")
+    with pytest.raises(RespError):
+        await wrong.call("PING")
+    await wrong.aclose()
