@@ -113,11 +113,11 @@ class Database:
                 conn = self._kept[key] = await self.engine.connect()
             driver = sqlite_driver(conn) if self.is_sqlite else None
             tx = BatchTransaction(conn, self.bulk, driver)
-            if driver is not None:
-                tx.add_sql("BEGIN IMMEDIATE")
-            else:
-                await conn.begin()
             try:
+                if driver is not None:
+                    tx.add_sql("BEGIN IMMEDIATE")
+                else:
+                    await conn.begin()
                 yield tx
                 if driver is not None:
                     tx.add_sql("COMMIT")
