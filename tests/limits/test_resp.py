@@ -61,6 +61,7 @@ def test_parse_reply_kinds() -> None:
         ("redis://:s%40cret@cache", ("cache", 6379, 0, None, "s@cret", False, None)),
         ("rediss://user:pw@h:1/0", ("h", 1, 0, "user", "pw", True, None)),
         ("unix:///run/redis.sock?db=2", ("127.0.0.1", 6379, 2, None, None, False, "/run/redis.sock")),
+        ("unix:///run/redis.sock", ("127.0.0.1", 6379, 0, None, None, False, "/run/redis.sock")),
     ],
 )
 def test_from_url(url: str, expected: tuple[object, ...]) -> None:

@@ -157,18 +157,19 @@ class RespClient:
     @classmethod
     def from_url(cls, url: str, *, connect_timeout: float = 1.0) -> RespClient:
         parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a Redis URL: {url!r}")
         query = parse_qs(parts.query)
-        db_text = query.get("db", [""])[0] or parts.path.lstrip("/") or "0"
+        # The database: `?db=N`, else (not for unix://, whose path is the socket) the URL's path.
+        path_db = "" if parts.scheme == "unix" else parts.path.lstrip("/")
         common: dict[str, Any] = {
-            "db": int(db_text),
+            "db": int(query.get("db", [""])[0] or path_db or "0"),
             "username": unquote(parts.username) if parts.username else None,
             "password": unquote(parts.password) if parts.password else None,
             "connect_timeout": connect_timeout,
         }
         if parts.scheme == "unix":
-            return cls(unix_path=parts.path, **{**common, "db": int(query.get("db", ["0"])[0])})
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a Redis URL: {url!r}")
+            return cls(unix_path=parts.path, **common)
         tls = ssl.create_default_context() if parts.scheme == "rediss" else None
         return cls(parts.hostname or "127.0.0.1", parts.port or 6379, tls=tls, **common)
 

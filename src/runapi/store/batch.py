@@ -74,6 +74,8 @@ class BatchTransaction:
         self._sent = True
         if self._driver is not None:
             # One trip: the queue and the last statement run in aiosqlite's thread, in order.
+            # `_execute` is how aiosqlite's own methods reach that thread (SQLAlchemy's adapter
+            # uses the same internals).
             return await self._driver._execute(_run_on_sqlite, self._driver._conn, queue, last)
         for sql, params, _ in queue:
             await self.conn.exec_driver_sql(sql, params)
