@@ -4,7 +4,6 @@ anywhere undoes everything, and on SQLite a batch without reads is one trip to t
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +14,8 @@ from runapi.store.bulk import sqlite_driver
 from runapi.store.database import Database
 from runapi.store.schema import tasks
 
-NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+from .rows import task_row
+
 INSERT = insert(tasks)
 SET_STATUS = (
     update(tasks)
@@ -26,21 +26,6 @@ SET_STATUS = (
 SET_MODEL = update(tasks).where(tasks.c.id == bindparam("b_id")).values(model=bindparam("b_model"))
 
 
-def _task(task_id: str) -> dict[str, Any]:
-    row: dict[str, Any] = {c.name: None for c in tasks.c if c.default is None}
-    row.update(
-        id=task_id,
-        account_id=1,
-        api_key_id="key_1",
-        model="MiniMax-M2",
-        endpoint="chat.completions",
-        surface_id="chatcmpl-" + task_id,
-        status="processing",
-        created_at=NOW,
-    )
-    return row
-
-
 async def _statuses(db: Database) -> dict[str, str]:
     async with db.connect() as conn:
         return {r.id: r.status for r in await conn.execute(select(tasks.c.id, tasks.c.status))}
@@ -48,7 +33,7 @@ async def _statuses(db: Database) -> dict[str, str]:
 
 async def test_reads_see_the_queued_writes_in_order(db: Database) -> None:
     async with db.batch() as tx:
-        tx.add(INSERT, [_task("t1"), _task("t2")])
+        tx.add(INSERT, [task_row("t1"), task_row("t2")])
         changed = await tx.execute_one(SET_MODEL, {"b_id": "t1", "b_model": "MiniMax-M3"})
         returned = await tx.fetch(SET_STATUS, {"b_id": "t2", "b_status": "completed"})
         count = (await tx.run(select(func.count()).select_from(tasks))).scalar_one()
@@ -64,14 +49,14 @@ async def test_reads_see_the_queued_writes_in_order(db: Database) -> None:
 
 async def _failing_batch(db: Database, where: str) -> None:
     async with db.batch() as tx:
-        tx.add(INSERT, [_task("t1")])
+        tx.add(INSERT, [task_row("t1")])
         await tx.execute_one(SET_MODEL, {"b_id": "t0", "b_model": "changed"})
         if where == "in_the_queue":
-            tx.add(INSERT, [_task("t0")])  # duplicate primary key, found at COMMIT time
+            tx.add(INSERT, [task_row("t0")])  # duplicate primary key, found at COMMIT time
         elif where == "after_a_read":
-            tx.add(INSERT, [_task("t2")])
+            tx.add(INSERT, [task_row("t2")])
             await tx.fetch(SET_STATUS, {"b_id": "t0", "b_status": "failed"})
-            await tx.run(insert(tasks).values(_task("t0")))
+            await tx.run(insert(tasks).values(task_row("t0")))
         else:
             raise RuntimeError("the caller failed between statements")
 
@@ -79,17 +64,17 @@ async def _failing_batch(db: Database, where: str) -> None:
 @pytest.mark.parametrize("where", ["in_the_queue", "after_a_read", "in_the_block"])
 async def test_a_failure_anywhere_undoes_the_whole_batch(db: Database, where: str) -> None:
     async with db.batch() as tx:
-        tx.add(INSERT, [_task("t0")])
+        tx.add(INSERT, [task_row("t0")])
     # Straight to the driver on SQLite (sqlite3's error), through SQLAlchemy otherwise.
     with pytest.raises((IntegrityError, sqlite3.IntegrityError, RuntimeError)):
         await _failing_batch(db, where)
     assert await _statuses(db) == {"t0": "processing"}
     async with db.connect() as conn:
         model = (await conn.execute(select(tasks.c.model).where(tasks.c.id == "t0"))).scalar_one()
-    assert model == "MiniMax-M2"
+    assert model == "MiniMax-M2.7"
     # The connection went back clean: the next batch commits.
     async with db.batch() as tx:
-        tx.add(INSERT, [_task("t3")])
+        tx.add(INSERT, [task_row("t3")])
     assert set(await _statuses(db)) == {"t0", "t3"}
 
 
@@ -107,7 +92,7 @@ async def test_on_sqlite_a_batch_without_reads_is_one_trip(db: Database) -> None
             return await original(fn, *args, **kwargs)
 
         driver._execute = counted
-        tx.add(INSERT, [_task("t1"), _task("t2")])
+        tx.add(INSERT, [task_row("t1"), task_row("t2")])
         tx.add(SET_MODEL, [{"b_id": "t1", "b_model": "x"}])
     del driver._execute  # counted up to and including the connection's return to the pool
     assert trips == 1  # BEGIN IMMEDIATE, both statements and COMMIT together; no reset trip
@@ -120,8 +105,8 @@ async def test_on_sqlite_a_connection_returned_inside_a_transaction_is_rolled_ba
     async with db.connect() as conn:
         driver = sqlite_driver(conn)
         await driver.execute("BEGIN IMMEDIATE")
-        await driver.executemany(db.bulk.of(INSERT).sql, db.bulk.of(INSERT).to_tuples([_task("t1")]))
+        await driver.executemany(db.bulk.of(INSERT).sql, db.bulk.of(INSERT).to_tuples([task_row("t1")]))
     # Left without COMMIT: the write lock is free again and the row is gone.
     async with db.batch() as tx:
-        tx.add(INSERT, [_task("t2")])
+        tx.add(INSERT, [task_row("t2")])
     assert set(await _statuses(db)) == {"t2"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -12,28 +12,19 @@ from runapi.store.bulk import BulkStatement
 from runapi.store.database import Database
 from runapi.store.schema import tasks
 
-NOW = datetime(2026, 11, 26, 12, 30, 15, 123456, tzinfo=UTC)
+from .rows import NOW, task_row
 
 
 def _task(task_id: str, **extra: Any) -> dict[str, Any]:
-    """A task row without the columns that have defaults (streamed, mode, free_call, ...)."""
-    row: dict[str, Any] = {c.name: None for c in tasks.c if c.default is None}
-    row.update(
-        id=task_id,
-        account_id=7,
-        api_key_id="key_1",
-        model="MiniMax-M2.7",
-        endpoint="chat.completions",
-        surface_id="chatcmpl-1",
-        status="processing",
-        created_at=NOW,
-        response_headers={"x-a": "b"},
-        webhook_events_filter=["completed"],
-        cost_micros=12_345,
-        billed=True,
-    )
-    row.update(extra)
-    return row
+    """With a JSON object, a JSON list, an integer and a boolean among the values."""
+    values: dict[str, Any] = {
+        "surface_id": "chatcmpl-1",  # the same in every row: rows are compared without their ids
+        "response_headers": {"x-a": "b"},
+        "webhook_events_filter": ["completed"],
+        "cost_micros": 12_345,
+        "billed": True,
+    }
+    return task_row(task_id, **{**values, **extra})
 
 
 async def _rows(db: Database, ids: list[str]) -> list[dict[str, Any]]:
