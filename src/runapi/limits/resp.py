@@ -192,10 +192,10 @@ class RespClient:
             conn.send(encode_command(args), reply)
         results: list[Any] = []
         error: BaseException | None = None
-        for reply in replies:
+        for reply in replies:  # all of them, so no failed reply is left unretrieved
             try:
                 results.append(await reply)
-            except RespError as exc:
+            except (RespError, ConnectionError) as exc:
                 error = error or exc
                 results.append(exc)
         if error is not None:
