@@ -93,8 +93,11 @@ async def test_each_instance_is_used_by_exactly_one_thread(
         # A job's deltas all come from one instance: no interleaving between jobs.
         assert all(len({text.split(":")[0] for text in r}) == 1 for r in results)
     assert len(loaded) == 2
-    assert all(len(instance.threads) == 1 for instance in loaded)
-    assert loaded[0].threads != loaded[1].threads
+    # Never two threads on one instance, never one thread on two. (Both instances need not get
+    # work: these jobs are so short that one worker can take all twelve before the other wakes.)
+    assert all(len(instance.threads) <= 1 for instance in loaded)
+    assert loaded[0].threads.isdisjoint(loaded[1].threads)
+    assert loaded[0].threads | loaded[1].threads, "some thread did the work"
 
 
 async def test_a_burst_fills_instances_and_queue_then_is_refused_at_once(
