@@ -56,7 +56,8 @@ async def _freeze_startup_heap(app: web.Application) -> None:
     """What startup built (modules, the catalog, SQLAlchemy's compiled caches, the model's
     bindings) lives as long as the process. Frozen, it is out of the cyclic collector's sight:
     a full collection then scans only what requests allocate, instead of pausing every request
-    in flight for the whole heap (and forked workers keep those pages shared)."""
+    in flight for the whole heap. (Each worker builds its app after the fork, so this is per
+    process, not about sharing pages with the parent.)"""
     gc.collect()
     gc.freeze()
 
