@@ -104,6 +104,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     public_base_url: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     key_cache_seconds: float = 5.0
+    # A stream's response waits this long for the upstream's first event before it opens with a
+    # keepalive (and sends one every interval after): failures sooner get their own HTTP status.
+    stream_keepalive_seconds: float = 10.0
     catalog_path: str | None = None  # replaces the shipped catalog when set
     models: list[dict[str, Any]] = msgspec.field(default_factory=list)  # catalog overrides, raw TOML
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
@@ -132,6 +135,7 @@ ENV_VARS: dict[str, str] = {
     "RUNAPI_PUBLIC_BASE_URL": "public_base_url",
     "RUNAPI_MAX_BODY_BYTES": "max_body_bytes",
     "RUNAPI_KEY_CACHE_SECONDS": "key_cache_seconds",
+    "RUNAPI_STREAM_KEEPALIVE_SECONDS": "stream_keepalive_seconds",
     "RUNAPI_CATALOG": "catalog_path",
     "RUNAPI_LOCAL_MODEL_PATH": "local.model_path",
     "RUNAPI_LOCAL_INSTANCES": "local.instances",

@@ -4,7 +4,7 @@ from the status before a stream starts and in-stream once it has."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,17 @@ import anthropic
 import openai
 import pytest
 
-from tests.procs import Gateway, Tenant, http_json, new_tenant, wait_for
+from tests.procs import (
+    Gateway,
+    Proc,
+    Tenant,
+    gateway_env,
+    http_json,
+    new_tenant,
+    running_gateway,
+    sqlite_url,
+    wait_for,
+)
 
 MODEL = "MiniMax-M2.7"
 
@@ -158,7 +168,7 @@ def test_anthropic_messages_error_envelope(gateway: Gateway, tenant: Tenant, fai
     failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
 
 
-# ---------------------------------------------------------------- streaming: in-stream once it started
+# ---------------------------------------------------------------- streaming helpers
 
 
 def drain_chat(stream: Iterable[Any], text: list[str]) -> None:
@@ -187,6 +197,58 @@ MID_STREAM = [
 MID_IDS = [m[0] for m in MID_STREAM]
 
 
+# ---------------------------------------------------------------- streaming: a status before the first event
+
+
+@pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE, ids=IDS)
+def test_chat_stream_failing_before_the_first_event_answers_with_its_status(
+    gateway: Gateway, tenant: Tenant, failure: Failure
+) -> None:
+    """Nothing is sent before the upstream's first event, so a failure before it is a real HTTP
+    status: `create()` itself raises the status's class, and the SDK's own retries would apply."""
+    with pytest.raises(failure.openai_class) as caught:
+        oai(gateway, tenant).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": prompt(failure.directive)}], stream=True
+        )
+    exc = caught.value
+    assert exc.status_code == failure.openai_status
+    assert exc.code == failure.openai_code
+    assert exc.response.headers["content-type"].startswith("application/json")
+    assert exc.response.headers["x-ratelimit-limit-requests"]
+    failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
+
+
+@pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE, ids=IDS)
+def test_responses_stream_failing_before_the_first_event_answers_with_its_status(
+    gateway: Gateway, tenant: Tenant, failure: Failure
+) -> None:
+    with pytest.raises(failure.openai_class) as caught:
+        oai(gateway, tenant).responses.create(model=MODEL, input=prompt(failure.directive), stream=True)
+    exc = caught.value
+    assert exc.status_code == failure.openai_status
+    assert exc.code == failure.openai_code
+    failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
+
+
+@pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE, ids=IDS)
+def test_anthropic_stream_failing_before_the_first_event_answers_with_its_status(
+    gateway: Gateway, tenant: Tenant, failure: Failure
+) -> None:
+    with pytest.raises(failure.anthropic_class) as caught:
+        stream_claude(claude(gateway, tenant), failure.directive, [], {})
+    exc = caught.value
+    assert exc.status_code == failure.anthropic_status
+    body = exc.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == failure.anthropic_type
+    assert body["request_id"] == exc.response.headers["request-id"]
+    failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
+
+
+# ---------------------------------------------------------------- streaming: in-stream once it started
+
+
 @pytest.mark.parametrize(("directive", "code"), MID_STREAM, ids=MID_IDS)
 def test_chat_stream_failure_is_an_in_stream_error_the_sdk_raises(
     gateway: Gateway, tenant: Tenant, directive: str, code: str
@@ -208,16 +270,6 @@ def test_chat_stream_failure_is_an_in_stream_error_the_sdk_raises(
     assert body["type"] == "server_error"
     assert body["code"] == code
     failed_task(gateway, tenant, task_id, code)
-
-
-def test_chat_stream_failing_before_the_first_byte_raises_too(gateway: Gateway, tenant: Tenant) -> None:
-    stream = oai(gateway, tenant).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": prompt("error=500")}], stream=True
-    )
-    with pytest.raises(openai.APIError) as caught:
-        drain_chat(stream, [])
-    assert isinstance(caught.value.body, dict)
-    assert caught.value.body["code"] == "upstream_error"
 
 
 @pytest.mark.parametrize(("directive", "code"), MID_STREAM, ids=MID_IDS)
@@ -268,18 +320,40 @@ def test_anthropic_stream_failure_is_an_error_event(
     failed_task(gateway, tenant, task_id, code)
 
 
-@pytest.mark.parametrize(
-    ("directive", "error_type"),
-    [("error=429", "rate_limit_error"), ("error=529", "overloaded_error"), ("error=500", "api_error")],
-    ids=["429", "529", "500"],
-)
-def test_anthropic_stream_upstream_status_maps_to_its_error_type(
-    gateway: Gateway, tenant: Tenant, directive: str, error_type: str
+# ---------------------------------------------------------------- a slow upstream: keepalives open the stream
+
+
+@pytest.fixture(scope="module")
+def quick_keepalive(simulator: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway that waits only 0.2 s for the upstream's first event before opening the stream."""
+    env = gateway_env(
+        sqlite_url(tmp_path_factory.mktemp("keepalive")),
+        simulator.url,
+        RUNAPI_STREAM_KEEPALIVE_SECONDS="0.2",
+    )
+    with running_gateway(env, "100") as gw:
+        yield gw
+
+
+def test_a_slow_first_event_opens_the_stream_with_keepalives_then_fails_in_stream(
+    quick_keepalive: Gateway,
 ) -> None:
-    """The stream opened before MiniMax answered, so the failure arrives as `event: error` with the
-    type the status would have had."""
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        stream_claude(claude(gateway, tenant), directive, [], {})
-    body = caught.value.body
-    assert isinstance(body, dict)
-    assert body["error"]["type"] == error_type
+    """MiniMax thinks for seconds before its first byte; the client must see the stream open
+    (keepalive comments) meanwhile, so a later failure can only travel in the stream."""
+    t = new_tenant(quick_keepalive)
+    with oai(quick_keepalive, t).chat.completions.with_streaming_response.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": prompt("ttft_ms=900 tokens=8 error_after=2")}],
+        stream=True,
+    ) as raw:
+        assert raw.http_response.status_code == 200
+        task_id = raw.headers["X-RunAPI-Task-Id"]
+        lines = list(raw.iter_lines())
+    keepalives = [i for i, line in enumerate(lines) if line.startswith(":")]
+    data = [i for i, line in enumerate(lines) if line.startswith("data: ")]
+    assert len(keepalives) >= 2, lines  # one every 0.2 s while the upstream thinks for 0.9 s
+    assert data[0] == 0, "the stream opens with its first chunk"
+    assert '"role":"assistant"' in lines[0]
+    assert max(keepalives) < data[1], "then keepalives, until the upstream's first event"
+    assert '"error"' in lines[data[-1]]
+    failed_task(quick_keepalive, t, task_id, "upstream_error")

@@ -58,6 +58,10 @@ class Generation:
     # settlement (so the task's event log holds it before the log is closed).
     stream_encoder: Any = None
     tail: bytes | None = None
+    # The stream's start frame, and whether it has left (to the client, or to the log of an async
+    # task); until then a failure can still be answered with its own HTTP status.
+    stream_start: bytes = b""
+    stream_started: bool = False
 
     @property
     def task_id(self) -> str:

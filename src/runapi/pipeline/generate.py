@@ -72,7 +72,12 @@ class _FirstEventKeepalive:
                 done, _ = await asyncio.wait({first}, timeout=self._interval)
                 if done:
                     return first.result()  # StopAsyncIteration when there was nothing at all
-                await self._sink(self._keepalive)
+                try:
+                    await self._sink(self._keepalive)
+                except ClientGone:
+                    # Wait on without keepalives; writing the first event finds the client gone
+                    # again, and the loop decides there (an Idempotency-Key call runs on).
+                    return await first
         except BaseException:
             first.cancel()
             raise

@@ -152,31 +152,39 @@ class Pipeline:
     async def _stream(
         self, request: web.Request, gen: Generation, headers: dict[str, str]
     ) -> web.StreamResponse:
+        """Stream the generation; the response starts with the upstream's first event.
+
+        Until then nothing is sent: a failure before the first token is answered with its own HTTP
+        status in the caller's dialect (so the SDKs' retries of 429/5xx work), as OpenAI and
+        Anthropic do. An upstream slower than the keepalive interval opens the stream with a
+        keepalive instead (protocols.md §6.9), after which failures travel in the stream."""
         encoder = gen.stream_encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
-        # Headers leave before the upstream call: a stream's overhead header is the admission
-        # part (auth, limits, hold, task); the per-token part is in the bench, not in a header.
+        # The overhead header is the admission part (auth, limits, hold, task); the per-token
+        # part is measured by the bench, not in a header.
         headers[OVERHEAD_HEADER] = _ms(time.monotonic() - gen.started_monotonic)
         response = web.StreamResponse(status=200, headers={**headers, **_SSE_HEADERS})
-        try:
-            await response.prepare(request)
-        except (ConnectionError, RuntimeError):
-            await self._cancel_before_start(gen)
-            return response
         publish = self.hooks.event_publisher(gen)
 
+        # Rendered now (the Responses surface numbers its events as it renders them), sent with
+        # the first event.
+        start = gen.stream_start = encoder.start()
+
         async def sink(frame: bytes) -> None:
+            wire = frame
+            if not gen.stream_started:
+                gen.stream_started = True
+                if publish is not None:
+                    publish(start)
+                wire = start + frame  # headers, start and first event leave together
             if publish is not None:
                 publish(frame)
             try:
-                await response.write(frame)
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write(wire)
             except (ConnectionError, RuntimeError) as exc:
                 raise ClientGone() from exc
 
-        try:
-            await sink(encoder.start())
-        except ClientGone:
-            await self._cancel_before_start(gen)
-            return response
         await run_generation(
             gen,
             sink=sink,
@@ -184,12 +192,19 @@ class Pipeline:
             settle=self._settle,
             debit_output=self.hooks.debit_output,
             keepalive=encoder.keepalive(),
+            keepalive_interval=self.settings.stream_keepalive_seconds,
             continue_without_client=gen.idempotency_key is not None,
         )
-        # Rendered (and added to the task's event log) at settlement; written here, not through
-        # `sink`, so the log does not get it twice.
         tail = gen.tail or b""
+        if not gen.stream_started:
+            if gen.failure is not None:
+                return self._error(gen.surface, gen.failure, headers)
+            tail = start + tail  # no event rendered a frame: still a whole stream
+        # The tail was rendered (and added to the task's event log) at settlement; written here,
+        # not through `sink`, so the log does not get it twice.
         try:
+            if not response.prepared:
+                await response.prepare(request)
             await response.write(tail)
             await response.write_eof()
         except (ClientGone, ConnectionError, RuntimeError):
@@ -204,6 +219,7 @@ class Pipeline:
         sink = None
         if publish is not None:
             publish(encoder.start())
+            gen.stream_started = True
 
             async def publish_sink(frame: bytes) -> None:
                 publish(frame)
@@ -252,18 +268,6 @@ class Pipeline:
             self._publish_tail(gen)
             await self.hooks.finished(gen)
 
-    async def _cancel_before_start(self, gen: Generation) -> None:
-        """The client left before anything was sent upstream: nothing to charge (§8.5)."""
-        if gen.settled:
-            return
-        gen.settled = True
-        gen.status = "canceled"
-        gen.error, gen.error_code = "The client disconnected before the generation started.", "client_gone"
-        try:
-            await self.hooks.void(gen, "canceled_before_start")
-        finally:
-            await self.hooks.finished(gen)
-
     def _publish_tail(self, gen: Generation) -> None:
         """Render the stream's terminal frame once, after settlement (it carries the cost), and add
         it to the task's event log before `finished` closes that log: a replay ends as the live
@@ -283,6 +287,8 @@ class Pipeline:
             return
         publish = self.hooks.event_publisher(gen)
         if publish is not None:
+            if not gen.stream_started:  # failed before the first event: the log still starts right
+                publish(gen.stream_start)
             publish(gen.tail)
 
     # ------------------------------------------------------------------ helpers
