@@ -5,9 +5,14 @@ connect-time AUTH and SELECT."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 import uuid
+from collections.abc import Callable
 
 import pytest
+import uvloop
 
 from runapi.limits.resp import (
     INCOMPLETE,
@@ -125,3 +130,95 @@ async def test_select_and_auth_at_connect() -> None:
     with pytest.raises(RespError):
         await wrong.call("PING")
     await wrong.aclose()
+
+
+class _ThreadServer:
+    """A RESP server on its own thread (so it answers while the test's event loop is stuck):
+    `+PONG` to every command after `delay` seconds, or nothing at all when `silent`."""
+
+    def __init__(self, delay: float = 0.0, silent: bool = False) -> None:
+        self.delay, self.silent = delay, silent
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            while data := conn.recv(65536):
+                if not self.silent:
+                    time.sleep(self.delay)
+                    conn.sendall(b"+PONG\r\n" * data.count(b"*1\r\n"))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+LOOPS = [pytest.param(asyncio.new_event_loop, id="asyncio"), pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_a_reply_waiting_in_the_socket_beats_a_deadline_the_busy_loop_reached_late(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """Under load the loop reaches a deadline late; a reply that arrived meanwhile must still
+    count, or a live Redis reads as down. The loop is kept busy in another socket's callback
+    while the deadline (20 ms) passes and the reply (30 ms) arrives: uvloop then runs the due
+    timer before it polls the sockets again."""
+    server = _ThreadServer(delay=0.03)
+    busy_r, busy_w = socket.socketpair()
+
+    def busy() -> None:
+        busy_r.recv(1)
+        time.sleep(0.1)
+
+    async def scenario() -> list[object]:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(busy_r.fileno(), busy)
+        client = RespClient("127.0.0.1", server.port)
+        try:
+            assert await client.call("PING", reply_within=1.0) == "PONG"  # connected
+            replies: list[object] = []
+            for _ in range(3):
+                pending = asyncio.ensure_future(client.call("PING", reply_within=0.02))
+                await asyncio.sleep(0)  # the command is written
+                busy_w.send(b"x")
+                replies.append(await pending)
+            return replies
+        finally:
+            loop.remove_reader(busy_r.fileno())
+            await client.aclose()
+
+    loop = new_loop()
+    try:
+        assert loop.run_until_complete(scenario()) == ["PONG"] * 3
+    finally:
+        loop.close()
+        server.close()
+        busy_r.close()
+        busy_w.close()
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_a_silent_server_times_out(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    server = _ThreadServer(silent=True)
+
+    async def scenario() -> float:
+        client = RespClient("127.0.0.1", server.port)
+        started = time.monotonic()
+        try:
+            with pytest.raises(TimeoutError):
+                await client.call("PING", reply_within=0.05)
+            with pytest.raises(TimeoutError):
+                await client.call_many([("PING",), ("PING",)], reply_within=0.05)
+            return time.monotonic() - started
+        finally:
+            await client.aclose()
+
+    loop = new_loop()
+    try:
+        assert loop.run_until_complete(scenario()) < 5.0  # bounded, not hung
+    finally:
+        loop.close()
+        server.close()

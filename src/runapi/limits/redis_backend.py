@@ -8,7 +8,6 @@ Redis but whose reply was lost leaves a slot behind; its lease expires it.)
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -125,27 +124,33 @@ class RedisLimiterBackend:
         return "-1" if self._clock is None else repr(self._clock() * 1000)
 
     async def _bounded(self, call: Any) -> Any:
+        """Any failure of `call` as `BackendUnavailable`. Each command carries the deadline itself
+        (`RespClient.call`): an outer `asyncio.timeout` would also cancel a call whose reply was
+        already waiting in the socket when a busy loop reached the deadline."""
         try:
-            async with asyncio.timeout(self._timeout):
-                return await call
+            return await call
         except (RespError, OSError, TimeoutError) as exc:
             raise BackendUnavailable(f"Redis did not answer: {type(exc).__name__}: {exc}") from exc
 
     async def _load(self, source: str) -> str:
-        sha: str = await self._redis.call("SCRIPT", "LOAD", source)
+        sha: str = await self._redis.call("SCRIPT", "LOAD", source, reply_within=self._timeout)
         self._shas[source] = sha
         return sha
 
     async def _run(self, source: str, keys: list[str], args: list[str]) -> list[str]:
         sha = self._shas.get(source) or await self._load(source)
         try:
-            reply = await self._redis.call("EVALSHA", sha, str(len(keys)), *keys, *args)
+            reply = await self._redis.call(
+                "EVALSHA", sha, str(len(keys)), *keys, *args, reply_within=self._timeout
+            )
         except RespError as exc:
             if exc.kind != "NOSCRIPT":
                 raise
             # Redis restarted or flushed its script cache since we loaded it.
             sha = await self._load(source)
-            reply = await self._redis.call("EVALSHA", sha, str(len(keys)), *keys, *args)
+            reply = await self._redis.call(
+                "EVALSHA", sha, str(len(keys)), *keys, *args, reply_within=self._timeout
+            )
         return [str(part) for part in reply]
 
     async def _refresh_batch(self, slots: Sequence[SlotRef]) -> None:
@@ -159,7 +164,7 @@ class RedisLimiterBackend:
                     ("EVALSHA", sha, "2", keys[1], keys[3], self._now_ms(), slot.slot_id, self._lease_ms)
                 )
             try:
-                await self._redis.call_many(commands)
+                await self._redis.call_many(commands, reply_within=self._timeout)
                 return
             except RespError as exc:
                 if attempt or exc.kind != "NOSCRIPT":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -132,6 +133,37 @@ class _Connection(asyncio.Protocol):
                 reply.set_exception(ConnectionError(str(exc)))
 
 
+def _overdue(loop: asyncio.AbstractEventLoop, replies: Sequence[asyncio.Future[Any]]) -> None:
+    """The deadline passed; fail what is still unanswered, but only after one more poll for I/O.
+
+    A busy event loop reaches a deadline late, and libuv (uvloop) runs due timers before it reads
+    the sockets: a reply already waiting in the socket would lose to its own deadline, and the
+    caller would report Redis as down (and leak the slot the script already took). Re-arming for
+    the next iteration lets that poll happen first, on either loop."""
+    if any(not reply.done() for reply in replies):
+        loop.call_later(0.001, _expire, replies)
+
+
+def _expire(replies: Sequence[asyncio.Future[Any]]) -> None:
+    for reply in replies:
+        if not reply.done():
+            reply.set_exception(TimeoutError("no reply from Redis in time"))
+
+
+async def _gather_replies(replies: Sequence[asyncio.Future[Any]]) -> list[Any]:
+    results: list[Any] = []
+    error: BaseException | None = None
+    for reply in replies:  # all of them, so no failed reply is left unretrieved
+        try:
+            results.append(await reply)
+        except (RespError, ConnectionError, TimeoutError) as exc:
+            error = error or exc
+            results.append(exc)
+    if error is not None:
+        raise error
+    return results
+
+
 class RespClient:
     """`await client.call("EVALSHA", sha, "2", key1, key2, ...)` → the decoded reply."""
 
@@ -173,15 +205,27 @@ class RespClient:
         tls = ssl.create_default_context() if parts.scheme == "rediss" else None
         return cls(parts.hostname or "127.0.0.1", parts.port or 6379, tls=tls, **common)
 
-    async def call(self, *args: str | bytes) -> Any:
+    async def call(self, *args: str | bytes, reply_within: float | None = None) -> Any:
+        """Send one command; its reply, or `TimeoutError` when none came within `reply_within`
+        seconds (see `_overdue`; not `asyncio.timeout`, which would also cancel a reply already
+        waiting in the socket)."""
         conn = self._conn
         if conn is None or conn.lost is not None:
             conn = await self._connect()
-        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Any] = loop.create_future()
         conn.send(encode_command(args), reply)
-        return await reply
+        if reply_within is None:
+            return await reply
+        deadline = loop.call_later(reply_within, _overdue, loop, (reply,))
+        try:
+            return await reply
+        finally:
+            deadline.cancel()
 
-    async def call_many(self, commands: list[tuple[str | bytes, ...]]) -> list[Any]:
+    async def call_many(
+        self, commands: list[tuple[str | bytes, ...]], reply_within: float | None = None
+    ) -> list[Any]:
         """Several commands written at once; every reply is read, the first error is raised."""
         conn = self._conn
         if conn is None or conn.lost is not None:
@@ -190,17 +234,14 @@ class RespClient:
         replies = [loop.create_future() for _ in commands]
         for args, reply in zip(commands, replies, strict=True):
             conn.send(encode_command(args), reply)
-        results: list[Any] = []
-        error: BaseException | None = None
-        for reply in replies:  # all of them, so no failed reply is left unretrieved
-            try:
-                results.append(await reply)
-            except (RespError, ConnectionError) as exc:
-                error = error or exc
-                results.append(exc)
-        if error is not None:
-            raise error
-        return results
+        deadline = None
+        if reply_within is not None:
+            deadline = loop.call_later(reply_within, _overdue, loop, replies)
+        try:
+            return await _gather_replies(replies)
+        finally:
+            if deadline is not None:
+                deadline.cancel()
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
