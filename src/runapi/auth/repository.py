@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 
@@ -98,6 +99,9 @@ class KeyRepository:
         self.db = db
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
+        # One database lookup per key at a time: a burst of requests on a cold (or just expired)
+        # cache waits for the same answer instead of sending the same query a thousand times.
+        self._lookups: dict[str, asyncio.Task[Principal]] = {}
 
     async def create(self, account_id: int, name: str | None = None, secret: str | None = None) -> CreatedKey:
         if secret is not None and not valid_imported_secret(secret):
@@ -164,10 +168,23 @@ class KeyRepository:
                 "Missing API key. Send `Authorization: Bearer <key>` or `x-api-key: <key>`."
             )
         digest = hash_key(secret)
-        now = time.monotonic()
         hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = self._lookups[digest] = asyncio.ensure_future(self._lookup(digest))
+            lookup.add_done_callback(lambda done: self._lookup_done(digest, done))
+        # Shielded: a caller that goes away (its client left) must not cancel the others' answer.
+        return await asyncio.shield(lookup)
+
+    def _lookup_done(self, digest: str, done: asyncio.Task[Principal]) -> None:
+        self._lookups.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every caller left before the answer
+
+    async def _lookup(self, digest: str) -> Principal:
+        now = time.monotonic()
         async with self.db.connect() as conn:
             row = (
                 await conn.execute(
