@@ -115,3 +115,16 @@ async def test_a_log_never_finished_is_ended_after_the_deadline() -> None:
     assert events.end_idle() == 1
     assert events.state("forgotten") == "ended"
     assert [seq for seq, _ in await collect(events, "forgotten")] == [1]
+
+
+async def test_several_followers_miss_nothing_whatever_the_interleaving() -> None:
+    events = TaskEvents()
+    events.open("task_1")
+    followers = [asyncio.create_task(collect(events, "task_1")) for _ in range(3)]
+    for i in range(1, 41):
+        events.append("task_1", b"data: %d\n\n" % i)
+        for _ in range(i % 3):  # sometimes the followers run between appends, sometimes not
+            await asyncio.sleep(0)
+    events.finish("task_1")
+    for got in await asyncio.wait_for(asyncio.gather(*followers), 5):
+        assert [seq for seq, _ in got] == list(range(1, 41))

@@ -35,13 +35,20 @@ class _Log:
         self.size = 0
         self.ended_at: float | None = None
         self.last_at = now
-        # Replaced on every change: followers wait on the event they saw, so an append between
-        # their read and their wait is never missed.
-        self.changed = asyncio.Event()
+        # Set and dropped on every change: followers wait on the event they saw, so an append
+        # between their read and their wait is never missed. Made by the first follower that
+        # waits (most logs have none), not per appended frame.
+        self.changed: asyncio.Event | None = None
 
     def touch(self) -> None:
-        event, self.changed = self.changed, asyncio.Event()
-        event.set()
+        event, self.changed = self.changed, None
+        if event is not None:
+            event.set()
+
+    def waiter(self) -> asyncio.Event:
+        if self.changed is None:
+            self.changed = asyncio.Event()
+        return self.changed
 
 
 class TaskEvents:
@@ -128,7 +135,7 @@ class TaskEvents:
             raise NotFound(f"No events for task {task_id} in this process.")
         position = max(0, starting_after)
         while True:
-            waiter = log.changed
+            waiter = log.waiter()
             while position < len(log.frames):
                 position += 1
                 yield position, log.frames[position - 1]
