@@ -45,15 +45,21 @@ class _FirstEventKeepalive:
     After the first event, `__anext__` hands out the provider's own awaitable: no extra async
     generator between the provider and the loop, which is one hop less per streamed token."""
 
-    __slots__ = ("_events", "_interval", "_keepalive", "_sink", "_started")
+    __slots__ = ("_events", "_interval", "_keepalive", "_run_on", "_sink", "_started")
 
     def __init__(
-        self, events: AsyncIterator[Event], sink: FrameSink, keepalive: bytes, interval: float
+        self,
+        events: AsyncIterator[Event],
+        sink: FrameSink,
+        keepalive: bytes,
+        interval: float,
+        run_on_without_client: bool,
     ) -> None:
         self._events = events
         self._sink = sink
         self._keepalive = keepalive
         self._interval = interval
+        self._run_on = run_on_without_client
         self._started = False
 
     def __aiter__(self) -> _FirstEventKeepalive:
@@ -75,8 +81,9 @@ class _FirstEventKeepalive:
                 try:
                     await self._sink(self._keepalive)
                 except ClientGone:
-                    # Wait on without keepalives; writing the first event finds the client gone
-                    # again, and the loop decides there (an Idempotency-Key call runs on).
+                    if not self._run_on:
+                        raise
+                    # An Idempotency-Key call runs on for its retry: wait without keepalives.
                     return await first
         except BaseException:
             first.cancel()
@@ -111,7 +118,9 @@ async def run_generation(
     events = (
         provider_events
         if sink is None
-        else _FirstEventKeepalive(provider_events, sink, keepalive, keepalive_interval)
+        else _FirstEventKeepalive(
+            provider_events, sink, keepalive, keepalive_interval, continue_without_client
+        )
     )
     acc = Accumulator()
     error: RunapiError | None = None
@@ -141,6 +150,8 @@ async def run_generation(
                 await debit_output(gen, estimate_output_tokens(step))
     except RunapiError as exc:
         error = exc
+    except ClientGone:  # while waiting for the first event (a keepalive found the client gone)
+        client_gone = True
     except (asyncio.CancelledError, GeneratorExit):
         client_gone = True
         raise
