@@ -100,6 +100,7 @@ def build_app(
 
     async def startup(app: web.Application) -> None:
         await services.db.migrate()
+        services.db.start_checkpoints()
         # Thinking signatures must verify on every worker and after restarts: one shared key.
         signer = ReasoningSigner(await shared_secret(services.db, "reasoning_signature"))
         messages.signer = responses.signer = signer

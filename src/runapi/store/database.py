@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from runapi.store.batch import BatchTransaction
 from runapi.store.bulk import BulkStatements, sqlite_driver
+from runapi.store.checkpoint import WAL_SIZE_LIMIT_BYTES, WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 # Any constant works; it only has to be the same in every gateway process sharing the database.
 _MIGRATION_LOCK_ID = 727_001
@@ -64,6 +65,7 @@ class Database:
         # The batch writers' connections, kept checked out (see `batch`), and their turns.
         self._kept: dict[str, AsyncConnection] = {}
         self._lane_locks: dict[str, asyncio.Lock] = {}
+        self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine.pool, "checkin", _end_open_transaction)
@@ -159,7 +161,19 @@ class Database:
                     await conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
                     await conn.commit()
 
+    def start_checkpoints(self) -> None:
+        """SQLite file databases: WAL checkpoints on a background thread (`store/checkpoint.py`)
+        from now until `dispose`. The server calls this; short CLI runs need not."""
+        path = make_url(self.url).database
+        if not self.is_sqlite or not path or path == ":memory:" or self._checkpointer is not None:
+            return
+        self._checkpointer = WalCheckpointer(path)
+        self._checkpointer.start()
+
     async def dispose(self) -> None:
+        if self._checkpointer is not None:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            await asyncio.to_thread(checkpointer.stop)
         kept, self._kept = self._kept, {}
         for conn in kept.values():
             await conn.close()
@@ -186,6 +200,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Checkpoints belong to `WalCheckpointer`'s thread; a writer's own only past ~64 MB of WAL.
+    cur.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES}")
+    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     cur.close()
 
 
