@@ -4,7 +4,7 @@ from the status before a stream starts and in-stream once it has."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,12 +151,25 @@ def test_responses_error_envelope(gateway: Gateway, tenant: Tenant, failure: Fai
     failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["create", "stream"])
 @pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE, ids=IDS)
-def test_anthropic_messages_error_envelope(gateway: Gateway, tenant: Tenant, failure: Failure) -> None:
+def test_anthropic_messages_error_envelope(
+    gateway: Gateway, tenant: Tenant, failure: Failure, streamed: bool
+) -> None:
+    """Streamed or not: a stream answers only with the upstream's first event, so a failure
+    before it gets the same status and envelope (and the SDK's retries)."""
+    client = claude(gateway, tenant)
+
+    def call() -> None:
+        if streamed:
+            stream_claude(client, failure.directive, [], {})
+        else:
+            client.messages.create(
+                model=MODEL, max_tokens=200, messages=[{"role": "user", "content": prompt(failure.directive)}]
+            )
+
     with pytest.raises(failure.anthropic_class) as caught:
-        claude(gateway, tenant).messages.create(
-            model=MODEL, max_tokens=200, messages=[{"role": "user", "content": prompt(failure.directive)}]
-        )
+        call()
     exc = caught.value
     assert exc.status_code == failure.anthropic_status
     body = exc.body
@@ -200,49 +213,28 @@ MID_IDS = [m[0] for m in MID_STREAM]
 # ---------------------------------------------------------------- streaming: a status before the first event
 
 
+OPENAI_STREAMS: dict[str, Callable[[openai.OpenAI, str], object]] = {
+    "chat": lambda client, text: client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": text}], stream=True
+    ),
+    "responses": lambda client, text: client.responses.create(model=MODEL, input=text, stream=True),
+}
+
+
+@pytest.mark.parametrize("surface", list(OPENAI_STREAMS))
 @pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE, ids=IDS)
-def test_chat_stream_failing_before_the_first_event_answers_with_its_status(
-    gateway: Gateway, tenant: Tenant, failure: Failure
+def test_openai_stream_failing_before_the_first_event_answers_with_its_status(
+    gateway: Gateway, tenant: Tenant, failure: Failure, surface: str
 ) -> None:
     """Nothing is sent before the upstream's first event, so a failure before it is a real HTTP
     status: `create()` itself raises the status's class, and the SDK's own retries would apply."""
     with pytest.raises(failure.openai_class) as caught:
-        oai(gateway, tenant).chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": prompt(failure.directive)}], stream=True
-        )
+        OPENAI_STREAMS[surface](oai(gateway, tenant), prompt(failure.directive))
     exc = caught.value
     assert exc.status_code == failure.openai_status
     assert exc.code == failure.openai_code
     assert exc.response.headers["content-type"].startswith("application/json")
     assert exc.response.headers["x-ratelimit-limit-requests"]
-    failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
-
-
-@pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE, ids=IDS)
-def test_responses_stream_failing_before_the_first_event_answers_with_its_status(
-    gateway: Gateway, tenant: Tenant, failure: Failure
-) -> None:
-    with pytest.raises(failure.openai_class) as caught:
-        oai(gateway, tenant).responses.create(model=MODEL, input=prompt(failure.directive), stream=True)
-    exc = caught.value
-    assert exc.status_code == failure.openai_status
-    assert exc.code == failure.openai_code
-    failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
-
-
-@pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE, ids=IDS)
-def test_anthropic_stream_failing_before_the_first_event_answers_with_its_status(
-    gateway: Gateway, tenant: Tenant, failure: Failure
-) -> None:
-    with pytest.raises(failure.anthropic_class) as caught:
-        stream_claude(claude(gateway, tenant), failure.directive, [], {})
-    exc = caught.value
-    assert exc.status_code == failure.anthropic_status
-    body = exc.body
-    assert isinstance(body, dict)
-    assert body["type"] == "error"
-    assert body["error"]["type"] == failure.anthropic_type
-    assert body["request_id"] == exc.response.headers["request-id"]
     failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
 
 
