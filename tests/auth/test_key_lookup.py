@@ -4,8 +4,6 @@ a wrong key fails every waiter, and a waiter that leaves does not cancel the oth
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +12,6 @@ from sqlalchemy import event
 from runapi.auth import AccountRepository, KeyRepository
 from runapi.errors import AuthenticationFailed
 from runapi.store.database import Database
-from tests.databases import DATABASES, fresh_database
-
-
-@pytest.fixture(params=DATABASES)
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with fresh_database(request.param, tmp_path, "keys") as database:
-        yield database
 
 
 class KeyQueries:
