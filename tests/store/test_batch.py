@@ -6,11 +6,12 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from runapi.store.bulk import sqlite_driver
+from runapi.store.bulk import driver_connection
 from runapi.store.database import Database
 from runapi.store.schema import tasks
 
@@ -65,8 +66,8 @@ async def _failing_batch(db: Database, where: str) -> None:
 async def test_a_failure_anywhere_undoes_the_whole_batch(db: Database, where: str) -> None:
     async with db.batch() as tx:
         tx.add(INSERT, [task_row("t0")])
-    # Straight to the driver on SQLite (sqlite3's error), through SQLAlchemy otherwise.
-    with pytest.raises((IntegrityError, sqlite3.IntegrityError, RuntimeError)):
+    # Straight to the driver (sqlite3's or asyncpg's error), or through SQLAlchemy (`run`).
+    with pytest.raises((IntegrityError, sqlite3.IntegrityError, asyncpg.UniqueViolationError, RuntimeError)):
         await _failing_batch(db, where)
     assert await _statuses(db) == {"t0": "processing"}
     async with db.connect() as conn:
@@ -83,7 +84,7 @@ async def test_on_sqlite_a_batch_without_reads_is_one_trip(db: Database) -> None
         pytest.skip("trips to aiosqlite's thread exist only on SQLite")
     trips = 0
     async with db.batch() as tx:
-        driver = sqlite_driver(tx.conn)
+        driver = driver_connection(tx.conn)
         original = driver._execute
 
         async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -103,7 +104,7 @@ async def test_on_sqlite_a_connection_returned_inside_a_transaction_is_rolled_ba
     if not db.is_sqlite:
         pytest.skip("the checkin rollback is SQLite's (PostgreSQL keeps the pool's reset)")
     async with db.connect() as conn:
-        driver = sqlite_driver(conn)
+        driver = driver_connection(conn)
         await driver.execute("BEGIN IMMEDIATE")
         await driver.executemany(db.bulk.of(INSERT).sql, db.bulk.of(INSERT).to_tuples([task_row("t1")]))
     # Left without COMMIT: the write lock is free again and the row is gone.

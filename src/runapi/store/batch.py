@@ -6,9 +6,12 @@ statement whose result is needed (`execute_one`, `fetch`), or with the COMMIT. O
 is one trip to aiosqlite's thread, and a trip costs two thread wake-ups and about 35 µs of CPU (a
 five-statement transaction measured ~200 µs of CPU in five trips, ~65 µs in one, on the 2-core
 bench machine, and a trip after an idle moment waits ~170 µs for the thread to wake): a ledger
-batch takes two trips instead of six, a task batch one instead of four. On PostgreSQL the queue
-runs statement by statement as before (asyncpg has no thread to cross). The rare statements (free
-grants, refusals, late settlements) go through SQLAlchemy with `run`, after the queue.
+batch takes two trips instead of six, a task batch one instead of four. On PostgreSQL, where
+asyncpg sends one statement per round trip, the queue (and a last statement whose row count is
+read) goes out as one simple-query script with its values written in (`store/pg_script.py`); a
+batch too large for that, or with a value that cannot be a literal, goes statement by statement,
+parameterized. The rare statements (free grants, refusals, late settlements) go through SQLAlchemy
+with `run`, after the queue.
 """
 
 from __future__ import annotations
@@ -22,20 +25,34 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
 from runapi.store.bulk import BulkStatements
+from runapi.store.pg_script import NotScriptable, render, status_count
 
 # (sql, parameters, executemany?)
 _Queued = tuple[str, Any, bool]
 _ROWCOUNT = "rowcount"
 _ROWS = "rows"
+# Past this many rows a script costs PostgreSQL more parsing than the trips it saves (a prepared
+# executemany pipelines its rows anyway): the task write-behind's big batches go parameterized.
+_SCRIPT_ROWS = 64
 
 
 class BatchTransaction:
-    __slots__ = ("_bulk", "_driver", "_queue", "_sent", "conn")
+    __slots__ = ("_bulk", "_driver", "_pg", "_queue", "_scripts", "_sent", "conn")
 
-    def __init__(self, conn: AsyncConnection, bulk: BulkStatements, driver: Any | None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        bulk: BulkStatements,
+        driver: Any | None,
+        *,
+        pg: Any | None = None,
+        scripts: bool = False,
+    ) -> None:
         self.conn = conn
         self._bulk = bulk
-        self._driver = driver  # the aiosqlite connection on SQLite; None on PostgreSQL
+        self._driver = driver  # the aiosqlite connection on SQLite
+        self._pg = pg  # the asyncpg connection on PostgreSQL (in autocommit: BEGIN is queued)
+        self._scripts = scripts  # literals are safe on it (`standard_conforming_strings` on)
         self._queue: list[_Queued] = []
         self._sent = False  # whether anything (so the BEGIN) reached the database
 
@@ -77,13 +94,46 @@ class BatchTransaction:
             # `_execute` is how aiosqlite's own methods reach that thread (SQLAlchemy's adapter
             # uses the same internals).
             return await self._driver._execute(_run_on_sqlite, self._driver._conn, queue, last)
-        for sql, params, _ in queue:
-            await self.conn.exec_driver_sql(sql, params)
+        return await self._send_pg(queue, last)
+
+    async def _send_pg(self, queue: list[_Queued], last: tuple[str, Any, str] | None) -> Any:
+        pg: Any = self._pg
+        # A row count comes back as the script's last command status; RETURNING rows do not.
+        fold_last = last is not None and last[2] == _ROWCOUNT
+        folded = [*queue, (last[0], last[1], False)] if fold_last and last is not None else queue
+        script = self._script(folded)
+        if script is not None:
+            status: str = await pg.execute(script)  # one round trip
+            if fold_last:
+                return status_count(status)
+            queue = []
+        for sql, params, many in queue:
+            if many:
+                await pg.executemany(sql, params)
+            else:
+                await pg.execute(sql, *params)
         if last is None:
             return None
         sql, params, want = last
-        result = await self.conn.exec_driver_sql(sql, params)
-        return int(result.rowcount) if want == _ROWCOUNT else [tuple(r) for r in result.all()]
+        if want == _ROWCOUNT:
+            return status_count(await pg.execute(sql, *params))
+        return [tuple(r) for r in await pg.fetch(sql, *params)]
+
+    def _script(self, statements: list[_Queued]) -> str | None:
+        if not self._scripts or not statements:
+            return None
+        if sum(len(params) if many else 1 for _, params, many in statements) > _SCRIPT_ROWS:
+            return None
+        parts: list[str] = []
+        try:
+            for sql, params, many in statements:
+                if many:
+                    parts.extend(render(sql, row) for row in params)
+                else:
+                    parts.append(render(sql, params) if params else sql)
+        except NotScriptable:
+            return None
+        return ";\n".join(parts)
 
     @property
     def sent_anything(self) -> bool:

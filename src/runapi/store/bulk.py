@@ -101,9 +101,9 @@ class BulkStatement:
         return tuple(out)
 
 
-def sqlite_driver(conn: AsyncConnection) -> Any:
-    """The aiosqlite connection under an SQLAlchemy connection that is checked out (so already
-    connected: reading it does no I/O)."""
+def driver_connection(conn: AsyncConnection) -> Any:
+    """The driver's own connection (aiosqlite's, asyncpg's) under an SQLAlchemy connection that is
+    checked out (so already connected: reading it does no I/O)."""
     return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from runapi.store.batch import BatchTransaction
-from runapi.store.bulk import BulkStatements, sqlite_driver
+from runapi.store.bulk import BulkStatements, driver_connection
 from runapi.store.checkpoint import WAL_SIZE_LIMIT_BYTES, WRITER_AUTOCHECKPOINT_PAGES, WalCheckpointer
 
 # Any constant works; it only has to be the same in every gateway process sharing the database.
@@ -65,6 +65,7 @@ class Database:
         # The batch writers' connections, kept checked out (see `batch`), and their turns.
         self._kept: dict[str, AsyncConnection] = {}
         self._lane_locks: dict[str, asyncio.Lock] = {}
+        self._pg_scripts: dict[str, bool] = {}
         self._checkpointer: WalCheckpointer | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -88,7 +89,7 @@ class Database:
             # that commit() and rollback() below reach the driver even when every statement of
             # the block went to it directly (bulk statements); then the real BEGIN, one trip.
             await conn.begin()
-            await sqlite_driver(conn).execute("BEGIN IMMEDIATE")
+            await driver_connection(conn).execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
@@ -99,9 +100,9 @@ class Database:
     @asynccontextmanager
     async def batch(self, lane: str = "default") -> AsyncIterator[BatchTransaction]:
         """The write transaction of a hot batch writer (`store/batch.py`): statements are queued
-        and sent with the next read or the COMMIT. On SQLite, BEGIN IMMEDIATE goes out with the
-        first send and COMMIT with the last, straight to the driver: a batch without reads is one
-        trip to aiosqlite's thread.
+        and sent with the next read or the COMMIT. BEGIN goes out with the first send and COMMIT
+        with the last, straight to the driver: on SQLite a batch without reads is one trip to
+        aiosqlite's thread, on PostgreSQL one round trip when its values fit a script.
 
         Each `lane` (one per writer: the ledger's group commit, the task write-behind) keeps its
         own connection and takes its batches in turn; on SQLite all lanes share one connection,
@@ -112,36 +113,47 @@ class Database:
         async with lock:
             conn = self._kept.get(key)
             if conn is None or conn.closed or conn.invalidated:
-                conn = self._kept[key] = await self.engine.connect()
-            driver = sqlite_driver(conn) if self.is_sqlite else None
-            tx = BatchTransaction(conn, self.bulk, driver)
+                conn = self._kept[key] = await self._batch_connection(key)
+            driver = driver_connection(conn) if self.is_sqlite else None
+            pg = None if self.is_sqlite else driver_connection(conn)
+            tx = BatchTransaction(conn, self.bulk, driver, pg=pg, scripts=self._pg_scripts.get(key, False))
             try:
-                if driver is not None:
-                    tx.add_sql("BEGIN IMMEDIATE")
-                else:
-                    await conn.begin()
+                # The real BEGIN goes out with the first send, COMMIT with the last (on
+                # PostgreSQL the connection is in autocommit, so asyncpg starts nothing itself).
+                tx.add_sql("BEGIN IMMEDIATE" if self.is_sqlite else "BEGIN")
                 yield tx
-                if driver is not None:
-                    tx.add_sql("COMMIT")
+                tx.add_sql("COMMIT")
                 await tx.flush()
                 if conn.in_transaction():
-                    # PostgreSQL's COMMIT. On SQLite only after `run` went through SQLAlchemy,
-                    # which began its own bookkeeping transaction: the COMMIT above already
-                    # ended the real one, so this is a no-op at the driver.
+                    # Only SQLAlchemy's bookkeeping after `run` (its autobegin): the COMMIT above
+                    # ended the real transaction, so this is a no-op at the driver.
                     await conn.commit()
             except BaseException:
-                # End the transaction before the next batch. On SQLite nothing reached the
-                # database if nothing was sent; the driver's rollback is a no-op after COMMIT and
-                # queues behind a statement still running in the thread.
+                # End the transaction before the next batch. Nothing reached the database if
+                # nothing was sent; the rollback is a no-op after COMMIT and queues behind a
+                # statement still running in SQLite's thread.
                 try:
-                    if driver is not None and tx.sent_anything:
-                        await driver.rollback()
+                    if tx.sent_anything:
+                        if driver is not None:
+                            await driver.rollback()
+                        elif pg is not None:
+                            await pg.execute("ROLLBACK")
                     if conn.in_transaction():
                         await conn.rollback()
                 except Exception:
                     self._kept.pop(key, None)  # unusable: the next batch connects afresh
                     await conn.invalidate()
                 raise
+
+    async def _batch_connection(self, key: str) -> AsyncConnection:
+        conn = await self.engine.connect()
+        if not self.is_sqlite:
+            # Transactions by hand (BEGIN and COMMIT ride along with the batch's statements),
+            # and literals in scripts only where quotes are the only escape.
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            setting = await driver_connection(conn).fetchval("SHOW standard_conforming_strings")
+            self._pg_scripts[key] = setting == "on"
+        return conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
