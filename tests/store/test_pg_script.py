@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 
+from runapi.store.bulk import driver_connection
 from runapi.store.database import Database
 from runapi.store.pg_script import NotScriptable, literal, render, status_count
 from runapi.store.schema import tasks
@@ -112,7 +113,7 @@ class Trips:
     async def __aenter__(self) -> Trips:
         async with self.db.batch("trips") as tx:  # connect the lane first
             tx.add_sql("SELECT 1")
-        mine = self.db._kept["trips"].sync_connection.connection.driver_connection  # type: ignore[union-attr]
+        mine = driver_connection(self.db._kept["trips"])
         for name in ("execute", "executemany", "fetch"):
             self.monkeypatch.setattr(
                 asyncpg.Connection, name, self._counted(mine, getattr(asyncpg.Connection, name))
