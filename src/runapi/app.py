@@ -12,10 +12,14 @@ from runapi.api.common import error_response, json_response, request_id
 from runapi.auth import AccountRepository, KeyRepository
 from runapi.canonical.codec import Surface
 from runapi.catalog import load_catalog
-from runapi.errors import NotFound, RunapiError
+from runapi.errors import InternalError, NotFound, RunapiError
+from runapi.ids import new_ulid
 from runapi.pipeline import Pipeline, PipelineHooks
 from runapi.providers.registry import ProviderRegistry
 from runapi.routes import count_tokens, models
+from runapi.server.aiohttp_exchange import AiohttpExchange
+from runapi.server.exchange import Answer, Exchange, Reply
+from runapi.server.lean import LeanHandler
 from runapi.services import SERVICES, Services
 from runapi.settings import Settings
 from runapi.store.database import Database
@@ -30,6 +34,8 @@ log = logging.getLogger("runapi")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PIPELINE: web.AppKey[Pipeline] = web.AppKey("pipeline", Pipeline)
 RESPONSES: web.AppKey[ResponsesSurface] = web.AppKey("responses_surface", ResponsesSurface)
+#: The generation routes again, for the lean server (`runapi serve`): path → handler.
+LEAN_ROUTES: web.AppKey[dict[str, LeanHandler]] = web.AppKey("lean_routes", dict)
 
 
 def build_services(settings: Settings) -> Services:
@@ -47,9 +53,25 @@ def build_services(settings: Settings) -> Services:
 
 def _generation_route(surface: Surface) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await request.app[PIPELINE].handle(request, surface)
+        exchange = AiohttpExchange(request)
+        return exchange.answer(await request.app[PIPELINE].handle(exchange, surface))
 
     return handler
+
+
+def _lean_route(pipeline: Pipeline, surface: Surface) -> LeanHandler:
+    async def handler(exchange: Exchange) -> Answer:
+        return await pipeline.handle(exchange, surface)
+
+    return handler
+
+
+def internal_error_reply() -> Reply:
+    """What the lean server sends when a handler raises (as `errors_middleware` does on aiohttp)."""
+    rid = "req_" + new_ulid()
+    error = error_response(InternalError("Internal error."), rid)
+    assert isinstance(error.body, bytes)
+    return Reply(error.status, {"x-request-id": rid}, error.body)
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -71,8 +93,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        from runapi.errors import InternalError
-
         return error_response(InternalError("Internal error."), request_id(request))
 
 
@@ -84,16 +104,21 @@ def build_app(
     # framework's own cap sits above it so that it never answers first with a plain-text error.
     app = web.Application(middlewares=[errors_middleware], client_max_size=settings.max_body_bytes * 2)
     app[SERVICES] = services
-    app[PIPELINE] = Pipeline(services, hooks or PipelineHooks())
+    pipeline = app[PIPELINE] = Pipeline(services, hooks or PipelineHooks())
 
     chat = ChatCompletionsSurface()
     # Until startup reads the deployment's shared key, sign with a throwaway one.
     messages = AnthropicMessagesSurface(signing_key=os.urandom(32))
     responses = ResponsesSurface(signing_key=os.urandom(32))
     app[RESPONSES] = responses
-    app.router.add_post("/v1/chat/completions", _generation_route(chat))
-    app.router.add_post("/v1/messages", _generation_route(messages))
-    app.router.add_post("/v1/responses", _generation_route(responses))
+    generation: dict[str, Surface] = {
+        "/v1/chat/completions": chat,
+        "/v1/messages": messages,
+        "/v1/responses": responses,
+    }
+    for path, surface in generation.items():
+        app.router.add_post(path, _generation_route(surface))
+    app[LEAN_ROUTES] = {path: _lean_route(pipeline, surface) for path, surface in generation.items()}
     app.router.add_routes(count_tokens.routes(messages, responses))
     app.router.add_routes(models.routes())
     app.router.add_get("/health", health)

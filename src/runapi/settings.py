@@ -107,6 +107,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # A stream's response waits this long for the upstream's first event before it opens with a
     # keepalive (and sends one every interval after): failures sooner get their own HTTP status.
     stream_keepalive_seconds: float = 10.0
+    # `runapi serve` answers the generation routes with its own lean HTTP/1.1 protocol
+    # (runapi.server.lean) and everything else with aiohttp.web; off: aiohttp answers all.
+    lean_server: bool = True
     catalog_path: str | None = None  # replaces the shipped catalog when set
     models: list[dict[str, Any]] = msgspec.field(default_factory=list)  # catalog overrides, raw TOML
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
@@ -136,6 +139,7 @@ ENV_VARS: dict[str, str] = {
     "RUNAPI_MAX_BODY_BYTES": "max_body_bytes",
     "RUNAPI_KEY_CACHE_SECONDS": "key_cache_seconds",
     "RUNAPI_STREAM_KEEPALIVE_SECONDS": "stream_keepalive_seconds",
+    "RUNAPI_LEAN_SERVER": "lean_server",
     "RUNAPI_CATALOG": "catalog_path",
     "RUNAPI_LOCAL_MODEL_PATH": "local.model_path",
     "RUNAPI_LOCAL_INSTANCES": "local.instances",

@@ -21,6 +21,7 @@ FLOORS: dict[str, int] = {
     "ids": 1,
     "metrics": 1,
     "simulator": 1,
+    "server": 1,  # HTTP plumbing: the Exchange seam, aiohttp's adapter, the lean server
     # floor 2: one concern each, never calling each other's siblings on this floor
     "providers": 2,
     "billing": 2,

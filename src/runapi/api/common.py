@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from runapi.auth import Principal
+from runapi.auth.keys import presented_key as key_in_headers
 from runapi.errors import AuthenticationFailed, RunapiError
 from runapi.ids import new_ulid
 from runapi.services import SERVICES, Services
@@ -22,12 +23,7 @@ def services(request: web.Request) -> Services:
 
 
 def presented_key(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return request.headers.get("x-api-key") or None
+    return key_in_headers(request.headers)
 
 
 async def authenticate(request: web.Request) -> Principal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -44,3 +45,13 @@ def key_hint(secret: str) -> str:
 def valid_imported_secret(secret: str) -> bool:
     """Imported keys (`--value`, e.g. migrating from another gateway): printable, 8+ chars."""
     return len(secret) >= 8 and secret.isprintable() and not any(c.isspace() for c in secret)
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The API key a request presents: `Authorization: Bearer …` (OpenAI) or `x-api-key` (Anthropic)."""
+    auth = headers.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return headers.get("x-api-key") or None

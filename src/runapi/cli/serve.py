@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -10,6 +11,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -80,8 +83,55 @@ def _serve_on(sock: socket.socket, settings: Settings, announce: str | None) -> 
 
         app.on_startup.append(ready)
     # handler_cancellation: a client that disconnects cancels its handler, so a sync request's
-    # upstream call stops too (the pipeline settles what was produced).
-    web.run_app(app, sock=sock, print=None, handle_signals=True, access_log=None, handler_cancellation=True)
+    # upstream call stops too (the pipeline settles what was produced). The lean server does
+    # the same for the generation routes.
+    if not settings.lean_server:
+        web.run_app(
+            app, sock=sock, print=None, handle_signals=True, access_log=None, handler_cancellation=True
+        )
+        return
+    _run_until_signal(_serve_lean(app, sock, settings))
+
+
+async def _serve_lean(app: web.Application, sock: socket.socket, settings: Settings) -> None:
+    from runapi.app import LEAN_ROUTES, internal_error_reply
+    from runapi.server.lean import LeanHandler, LeanServer
+    from runapi.server.site import LeanSockSite
+
+    routes: dict[str, LeanHandler] = app[LEAN_ROUTES]
+
+    def make_lean(fallback: web.Server) -> LeanServer:
+        return LeanServer(
+            routes,
+            fallback,
+            max_body_bytes=settings.max_body_bytes,
+            on_error=internal_error_reply,
+        )
+
+    runner = web.AppRunner(app, handle_signals=True, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    try:
+        await LeanSockSite(runner, sock, make_lean).start()
+        await asyncio.get_running_loop().create_future()  # until SIGTERM/SIGINT (GracefulExit)
+    finally:
+        await runner.cleanup()
+
+
+def _run_until_signal(main: Coroutine[Any, Any, None]) -> None:
+    """What `web.run_app` does around its own sites: run until a signal, then clean up."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    task = loop.create_task(main)
+    try:
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, web.GracefulExit):
+            loop.run_until_complete(task)  # its `finally` runs the app's cleanup
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def serve(settings: Settings) -> None:

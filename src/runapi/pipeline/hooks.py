@@ -11,12 +11,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from aiohttp import web
-
 from runapi.auth import Principal
 from runapi.canonical.codec import Decoded
 from runapi.errors import InternalError, InvalidRequest
 from runapi.pipeline.context import Generation
+from runapi.server.exchange import Answer, Exchange
 
 Runner = Callable[[Generation], Awaitable[None]]
 Publisher = Callable[[bytes], None]
@@ -35,8 +34,8 @@ class PipelineHooks:
         return None
 
     async def replay(
-        self, request: web.Request, gen: Generation, existing: Any, headers: dict[str, str]
-    ) -> web.StreamResponse:
+        self, request: Exchange, gen: Generation, existing: Any, headers: dict[str, str]
+    ) -> Answer:
         # Unreachable here: `claim_idempotency` above never reports an earlier task.
         raise InternalError("Idempotent replays need the tasks package.")
 
@@ -61,8 +60,8 @@ class PipelineHooks:
         return None
 
     async def submit_async(
-        self, request: web.Request, gen: Generation, headers: dict[str, str], run: Runner
-    ) -> web.StreamResponse:
+        self, request: Exchange, gen: Generation, headers: dict[str, str], run: Runner
+    ) -> Answer:
         raise InvalidRequest(
             "Async mode needs the tasks package, which this gateway runs without.", param="Prefer"
         )

@@ -6,23 +6,22 @@ the only place that does.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
 
 import msgspec
-from aiohttp import web
 
-from runapi.api.common import presented_key
+from runapi.auth.keys import presented_key
 from runapi.canonical.codec import ResponseMeta, Surface
 from runapi.canonical.estimate import estimate_input_tokens
-from runapi.errors import ErrorKind, InvalidRequest, PayloadTooLarge, RunapiError
+from runapi.errors import ErrorKind, RunapiError
 from runapi.ids import new_ulid
 from runapi.pipeline.context import Generation
 from runapi.pipeline.generate import ClientGone, run_generation
 from runapi.pipeline.headers import Prefer, client_request_id, idempotency_key
 from runapi.pipeline.hooks import PipelineHooks
+from runapi.server.exchange import SSE_HEADERS, STREAMED, Answer, Exchange, Reply
 from runapi.services import Services
 
 log = logging.getLogger("runapi.pipeline")
@@ -30,12 +29,6 @@ log = logging.getLogger("runapi.pipeline")
 #: Time spent in the gateway, upstream excluded (milliseconds, as text). Sync answers: the whole
 #: request minus the wait on the provider; streams: the time before the upstream call.
 OVERHEAD_HEADER = "x-runapi-overhead-ms"
-
-_SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 class Pipeline:
@@ -47,14 +40,14 @@ class Pipeline:
 
     # ------------------------------------------------------------------ entry point
 
-    async def handle(self, request: web.Request, surface: Surface) -> web.StreamResponse:
+    async def handle(self, request: Exchange, surface: Surface) -> Answer:
         received = time.monotonic()
         rid = "req_" + new_ulid()
         headers: dict[str, str] = {"x-request-id": rid, "request-id": rid}
         gen: Generation | None = None
         try:
-            body = await self._read_body(request)
-            principal = await self.services.keys.authenticate(presented_key(request))
+            body = await request.read_body(self._max_body)
+            principal = await self.services.keys.authenticate(presented_key(request.headers))
             decoded = surface.decode(body)
             if decoded.gateway.previous_response_id is not None:
                 decoded = await self.hooks.with_history(decoded, principal)
@@ -133,7 +126,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ modes
 
-    async def _sync(self, gen: Generation, headers: dict[str, str]) -> web.StreamResponse:
+    async def _sync(self, gen: Generation, headers: dict[str, str]) -> Reply:
         await run_generation(
             gen,
             sink=None,
@@ -142,16 +135,10 @@ class Pipeline:
             debit_output=self.hooks.debit_output,
         )
         headers[OVERHEAD_HEADER] = _ms(time.monotonic() - gen.started_monotonic - gen.upstream_seconds)
-        return web.Response(
-            body=gen.response_body,
-            status=gen.response_status,
-            content_type="application/json",
-            headers=headers,
-        )
+        assert gen.response_body is not None
+        return Reply(gen.response_status, headers, gen.response_body)
 
-    async def _stream(
-        self, request: web.Request, gen: Generation, headers: dict[str, str]
-    ) -> web.StreamResponse:
+    async def _stream(self, request: Exchange, gen: Generation, headers: dict[str, str]) -> Answer:
         """Stream the generation; the response starts with the upstream's first event.
 
         Until then nothing is sent: a failure before the first token is answered with its own HTTP
@@ -162,7 +149,6 @@ class Pipeline:
         # The overhead header is the admission part (auth, limits, hold, task); the per-token
         # part is measured by the bench, not in a header.
         headers[OVERHEAD_HEADER] = _ms(time.monotonic() - gen.started_monotonic)
-        response = web.StreamResponse(status=200, headers={**headers, **_SSE_HEADERS})
         publish = self.hooks.event_publisher(gen)
 
         # Rendered now (the Responses surface numbers its events as it renders them), sent with
@@ -179,10 +165,10 @@ class Pipeline:
             if publish is not None:
                 publish(frame)
             try:
-                if not response.prepared:
-                    await response.prepare(request)
-                await response.write(wire)
-            except (ConnectionError, RuntimeError) as exc:
+                if not request.stream_started:
+                    await request.start_stream(200, {**headers, **SSE_HEADERS})
+                await request.write(wire)
+            except ConnectionError as exc:
                 raise ClientGone() from exc
 
         await run_generation(
@@ -203,13 +189,13 @@ class Pipeline:
         # The tail was rendered (and added to the task's event log) at settlement; written here,
         # not through `sink`, so the log does not get it twice.
         try:
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write(tail)
-            await response.write_eof()
-        except (ClientGone, ConnectionError, RuntimeError):
+            if not request.stream_started:
+                await request.start_stream(200, {**headers, **SSE_HEADERS})
+            await request.write(tail)
+            await request.end_stream()
+        except ConnectionError:
             pass
-        return response
+        return STREAMED
 
     async def _run_detached(self, gen: Generation) -> None:
         """Async mode: the same loop with no client attached; frames feed the task's event log."""
@@ -293,41 +279,18 @@ class Pipeline:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > self._max_body:
-            raise PayloadTooLarge(
-                f"Request body of {request.content_length} bytes exceeds the limit of {self._max_body} bytes."
-            )
-        if request.content_length is not None:
-            try:
-                return await request.content.readexactly(request.content_length)
-            except asyncio.IncompleteReadError as exc:
-                raise InvalidRequest(
-                    f"The request body ended after {len(exc.partial)} of {request.content_length} bytes."
-                ) from exc
-        chunks: list[bytes] = []  # chunked upload: count as it comes
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > self._max_body:
-                raise PayloadTooLarge(f"Request body exceeds the limit of {self._max_body} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _error(self, surface: Surface, error: RunapiError, headers: dict[str, str]) -> web.Response:
+    def _error(self, surface: Surface, error: RunapiError, headers: dict[str, str]) -> Reply:
         status, body, extra = surface.render_error(error, headers["x-request-id"])
         if error.kind is ErrorKind.INTERNAL:
             log.error("internal error on %s: %s", surface.endpoint, error.message)
-        return web.Response(
-            body=body, status=status, content_type="application/json", headers={**headers, **extra}
-        )
+        return Reply(status, {**headers, **extra}, body)
 
 
 def _ms(seconds: float) -> str:
     return f"{max(seconds, 0.0) * 1000:.3f}"
 
 
-def _fingerprint(request: web.Request, body: bytes) -> str:
+def _fingerprint(request: Exchange, body: bytes) -> str:
     """sha256 over method, path and the canonical JSON body (sorted keys, compact)."""
     try:
         canonical = msgspec.json.encode(msgspec.json.decode(body), order="sorted")

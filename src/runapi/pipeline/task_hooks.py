@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import msgspec
-from aiohttp import web
 
 from runapi.auth import Principal
 from runapi.canonical import Message
@@ -19,16 +18,12 @@ from runapi.canonical.codec import Decoded
 from runapi.errors import InvalidRequest, NotFound
 from runapi.pipeline.context import Generation
 from runapi.pipeline.hooks import Publisher, Runner
+from runapi.server.exchange import SSE_CONTENT_TYPE, SSE_HEADERS, STREAMED, Answer, Exchange, Reply
 from runapi.settings import Settings
 from runapi.tasks.history import ResponseHistory
 from runapi.tasks.service import ResponseEnvelope, TaskOutcome, TaskRecord, Tasks
 
 _encoder = msgspec.json.Encoder()
-_SSE = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
 
 
 class TaskSteps:
@@ -74,8 +69,8 @@ class TaskSteps:
             await self.tasks.idempotency.release(gen.principal.key_id, gen.idempotency_key, gen.task_id)
 
     async def replay(
-        self, request: web.Request, gen: Generation, existing: str, headers: dict[str, str]
-    ) -> web.StreamResponse:
+        self, request: Exchange, gen: Generation, existing: str, headers: dict[str, str]
+    ) -> Answer:
         """Same key, same body: the same task, never a second generation (§2)."""
         assert self.tasks is not None
         store = self.tasks.store
@@ -90,7 +85,7 @@ class TaskSteps:
             return self._accepted(record, headers, replay=True)
         if gen.mode == "stream":
             frames = b"".join(self.tasks.replay_frames(record))
-            return web.Response(body=frames, status=200, headers={**headers, **_SSE})
+            return Reply(200, {**headers, **SSE_HEADERS}, frames, SSE_CONTENT_TYPE)
         return self._stored_response(record, headers)
 
     # ------------------------------------------------------------------ records
@@ -181,8 +176,8 @@ class TaskSteps:
     # ------------------------------------------------------------------ async mode
 
     async def submit_async(
-        self, request: web.Request, gen: Generation, headers: dict[str, str], run: Runner
-    ) -> web.StreamResponse:
+        self, request: Exchange, gen: Generation, headers: dict[str, str], run: Runner
+    ) -> Answer:
         assert self.tasks is not None
         assert gen.record is not None
         tasks = self.tasks
@@ -214,37 +209,30 @@ class TaskSteps:
             if render_state is not None:
                 headers["Location"] = f"/v1/tasks/{gen.task_id}"
                 body = render_state(gen.meta, "pending", decoded=gen.decoded)
-                return web.Response(body=body, content_type="application/json", headers=headers)
+                return Reply(200, headers, body)
         return self._accepted(gen.record, headers)
 
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _accepted(record: TaskRecord, headers: dict[str, str], replay: bool = False) -> web.Response:
+    def _accepted(record: TaskRecord, headers: dict[str, str], replay: bool = False) -> Reply:
         headers = {**headers, "Location": f"/v1/tasks/{record.id}", "Retry-After": "2"}
         body = _encoder.encode(record.to_api(idempotent_replay=replay))
-        return web.Response(body=body, status=202, content_type="application/json", headers=headers)
+        return Reply(202, headers, body)
 
     @staticmethod
-    def _stored_response(record: TaskRecord, headers: dict[str, str]) -> web.Response:
+    def _stored_response(record: TaskRecord, headers: dict[str, str]) -> Reply:
         assert record.response is not None
-        return web.Response(
-            body=record.response.body,
-            status=record.response.status,
-            content_type=record.response.content_type,
-            headers=headers,
-        )
+        stored = record.response
+        return Reply(stored.status, headers, stored.body, stored.content_type)
 
-    async def _stream_log(
-        self, request: web.Request, task_id: str, headers: dict[str, str]
-    ) -> web.StreamResponse:
+    async def _stream_log(self, request: Exchange, task_id: str, headers: dict[str, str]) -> Answer:
         assert self.tasks is not None
-        response = web.StreamResponse(status=200, headers={**headers, **_SSE})
-        await response.prepare(request)
+        await request.start_stream(200, {**headers, **SSE_HEADERS})
         try:
             async for seq, frame in self.tasks.events.follow(task_id, 0, keepalive_seconds=10.0):
-                await response.write(frame if seq else b": keep-alive\n\n")
-            await response.write_eof()
-        except (ConnectionError, RuntimeError):
+                await request.write(frame if seq else b": keep-alive\n\n")
+            await request.end_stream()
+        except ConnectionError:
             pass
-        return response
+        return STREAMED
