@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import anthropic
+import httpx2
 import openai
 
 from tests.procs import PYTHON, Gateway, gateway_env, http_json, sqlite_url, start_process
@@ -163,3 +164,34 @@ def test_the_overhead_header_leaves_out_the_wait_on_upstream(gateway: Gateway) -
     )
     assert status == 404
     assert float(headers["x-runapi-overhead-ms"]) >= 0
+
+
+def test_sdk_calls_reach_the_lean_server_and_share_connections_with_aiohttp(gateway: Gateway) -> None:
+    """`runapi serve` answers generation routes with its lean protocol; a connection whose first
+    request is another route belongs to aiohttp, and the SDK's calls on it still work, streamed or
+    not (runapi.server.lean)."""
+    _, key = gateway.new_account("1")
+    body = {"model": "MiniMax-M2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+
+    lean = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    raw = lean.chat.completions.with_raw_response.create(**body)  # type: ignore[call-overload]
+    assert raw.headers["server"] == "runapi"
+    assert raw.parse().choices[0].message.content
+
+    # One connection (httpx keeps it alive): its first request is GET /v1/models, so it is aiohttp's.
+    handed = openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key=key,
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(limits=httpx2.Limits(max_connections=1)),
+    )
+    assert handed.models.with_raw_response.list().headers["server"].startswith("Python")
+    raw = handed.chat.completions.with_raw_response.create(**body)  # type: ignore[call-overload]
+    assert raw.headers["server"].startswith("Python")
+    assert raw.parse().usage.completion_tokens > 0
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in handed.chat.completions.create(stream=True, **body)  # type: ignore[call-overload]
+        if c.choices
+    )
+    assert streamed
