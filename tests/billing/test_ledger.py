@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import select, update
 
@@ -470,4 +472,41 @@ async def test_the_sweeper_loop_runs_until_stopped(
     stop.set()
     await asyncio.wait_for(sweeper, 5)
     assert (await ledger.balance(account.id)).held_micros == 0
+    await assert_ledger_consistent(db, account.id)
+
+
+async def test_on_sqlite_an_admission_that_fits_is_one_trip_and_one_that_does_not_says_why(
+    db: Database,
+    ledger: Ledger,
+    catalog: Catalog,
+    new_account: NewAccount,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hold's guarded UPDATE rides in the queue with its inserts and the COMMIT; when it does not
+    fit, the batch is rolled back and written again guard by guard, and the refusal says why."""
+    if not db.is_sqlite:
+        pytest.skip("trips to aiosqlite's thread exist only on SQLite")
+    account = await old_account(new_account, clock)
+    await ledger.topup(account.id, HOLD_1K, "pay-trips")
+    first = await admit(ledger, catalog, account, max_output_tokens=1)  # the writer's connection is made
+    trips = 0
+    original = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    fits = await admit(ledger, catalog, account, est_input_tokens=10, max_output_tokens=10)
+    assert trips == 1
+    assert fits.hold_micros > 0
+
+    monkeypatch.undo()
+    with pytest.raises(InsufficientCredits) as refused:
+        await admit(ledger, catalog, account)
+    assert refused.value.metadata["reason"] == "in_flight_budget_exhausted"
+    view = await ledger.balance(account.id)
+    assert view.held_micros == first.hold_micros + fits.hold_micros  # the refused one holds nothing
     await assert_ledger_consistent(db, account.id)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from runapi.store.batch import CheckFailed
 from runapi.store.bulk import driver_connection
 from runapi.store.database import Database
 from runapi.store.schema import tasks
@@ -111,3 +112,29 @@ async def test_on_sqlite_a_connection_returned_inside_a_transaction_is_rolled_ba
     async with db.batch() as tx:
         tx.add(INSERT, [task_row("t2")])
     assert set(await _statuses(db)) == {"t2"}
+
+
+async def test_a_checked_statement_that_changes_nothing_stops_the_queue_and_undoes_the_batch(
+    db: Database,
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("checked statements need a queue that can stop part-way (SQLite's thread)")
+    async with db.batch() as tx:
+        tx.add(INSERT, [task_row("t0")])
+    async with db.batch() as tx:
+        assert tx.checks_in_queue
+        tx.add_checked(SET_MODEL, {"b_id": "t0", "b_model": "checked"})  # matches: goes on
+        tx.add(INSERT, [task_row("t1")])
+
+    async def bet_on_a_missing_row() -> None:
+        async with db.batch() as tx:
+            tx.add(INSERT, [task_row("t2")])
+            tx.add_checked(SET_MODEL, {"b_id": "nobody", "b_model": "x"})
+            tx.add(INSERT, [task_row("t3")])
+
+    with pytest.raises(CheckFailed):
+        await bet_on_a_missing_row()
+    assert set(await _statuses(db)) == {"t0", "t1"}
+    async with db.connect() as conn:
+        model = (await conn.execute(select(tasks.c.model).where(tasks.c.id == "t0"))).scalar_one()
+    assert model == "checked"

@@ -212,6 +212,11 @@ class Ledger:
         )
         return changed > 0
 
+    def _hold_queued(self, tx: BatchTransaction, account_id: int, amount: int, now: datetime) -> None:
+        """The same guarded UPDATE, queued with what follows it; the batch fails with `CheckFailed`
+        if it does not fit (`BatchTransaction.add_checked`)."""
+        tx.add_checked(self._hold_stmt, {"h_account": account_id, "h_amount": amount, "h_month": _month(now)})
+
     async def _refusal(self, tx: BatchTransaction, account_id: int, amount: int) -> Exception:
         """Only on the refusal path: read the account once to say why (§8.6)."""
         a = accounts.c

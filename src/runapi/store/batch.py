@@ -6,7 +6,8 @@ statement whose result is needed (`execute_one`, `fetch`), or with the COMMIT. O
 is one trip to aiosqlite's thread, and a trip costs two thread wake-ups and about 35 µs of CPU (a
 five-statement transaction measured ~200 µs of CPU in five trips, ~65 µs in one, on the 2-core
 bench machine, and a trip after an idle moment waits ~170 µs for the thread to wake): a ledger
-batch takes two trips instead of six, a task batch one instead of four. On PostgreSQL, where
+batch of holds takes one trip (its guards are checked in the thread, `add_checked`), a settlement
+two, a task batch one. On PostgreSQL, where
 asyncpg sends one statement per round trip, the queue (and a last statement whose row count is
 read) goes out as one simple-query script with its values written in (`store/pg_script.py`); a
 batch too large for that, or with a value that cannot be a literal, goes statement by statement,
@@ -27,8 +28,9 @@ from sqlalchemy.sql.dml import Insert, Update
 from runapi.store.bulk import BulkStatements
 from runapi.store.pg_script import NotScriptable, render, status_count
 
-# (sql, parameters, executemany?)
-_Queued = tuple[str, Any, bool]
+# (sql, parameters, kind)
+_Queued = tuple[str, Any, int]
+_ONE, _MANY, _CHECKED = 0, 1, 2
 _ROWCOUNT = "rowcount"
 _ROWS = "rows"
 # Past this many rows a script costs PostgreSQL more parsing than the trips it saves (a prepared
@@ -60,10 +62,24 @@ class BatchTransaction:
         """Queue one executemany of a bulk statement; it runs before anything sent after it."""
         if rows:
             bulk = self._bulk.of(statement)
-            self._queue.append((bulk.sql, bulk.to_tuples(rows), True))
+            self._queue.append((bulk.sql, bulk.to_tuples(rows), _MANY))
 
     def add_sql(self, sql: str) -> None:
-        self._queue.append((sql, (), False))
+        self._queue.append((sql, (), _ONE))
+
+    @property
+    def checks_in_queue(self) -> bool:
+        """Whether `add_checked` is available: the queue runs as one call in SQLite's thread, which
+        can stop part-way. (A PostgreSQL script cannot branch on a row count.)"""
+        return self._driver is not None
+
+    def add_checked(self, statement: Insert | Update, row: Mapping[str, Any]) -> None:
+        """Queue a statement that must change at least one row. If it changes none, the send stops
+        right there and raises `CheckFailed`, and the batch rolls back: a guarded UPDATE and what
+        depends on it go out in one trip, on the bet that the guard holds."""
+        assert self.checks_in_queue, "add_checked needs SQLite (see checks_in_queue)"
+        bulk = self._bulk.of(statement)
+        self._queue.append((bulk.sql, bulk.row_tuple(row), _CHECKED))
 
     async def execute_one(self, statement: Insert | Update, row: Mapping[str, Any]) -> int:
         """Run a bulk statement once (after the queue); the number of rows it changed."""
@@ -100,15 +116,15 @@ class BatchTransaction:
         pg: Any = self._pg
         # A row count comes back as the script's last command status; RETURNING rows do not.
         fold_last = last is not None and last[2] == _ROWCOUNT
-        folded = [*queue, (last[0], last[1], False)] if fold_last and last is not None else queue
+        folded = [*queue, (last[0], last[1], _ONE)] if fold_last and last is not None else queue
         script = self._script(folded)
         if script is not None:
             status: str = await pg.execute(script)  # one round trip
             if fold_last:
                 return status_count(status)
             queue = []
-        for sql, params, many in queue:
-            if many:
+        for sql, params, kind in queue:
+            if kind == _MANY:
                 await pg.executemany(sql, params)
             else:
                 await pg.execute(sql, *params)
@@ -122,12 +138,12 @@ class BatchTransaction:
     def _script(self, statements: list[_Queued]) -> str | None:
         if not self._scripts or not statements:
             return None
-        if sum(len(params) if many else 1 for _, params, many in statements) > _SCRIPT_ROWS:
+        if sum(len(params) if kind == _MANY else 1 for _, params, kind in statements) > _SCRIPT_ROWS:
             return None
         parts: list[str] = []
         try:
-            for sql, params, many in statements:
-                if many:
+            for sql, params, kind in statements:
+                if kind == _MANY:
                     parts.extend(render(sql, row) for row in params)
                 else:
                     parts.append(render(sql, params) if params else sql)
@@ -141,12 +157,15 @@ class BatchTransaction:
 
 
 def _run_on_sqlite(conn: sqlite3.Connection, queue: list[_Queued], last: tuple[str, Any, str] | None) -> Any:
-    """Runs in aiosqlite's thread; an error stops at the failing statement (the caller rolls back)."""
-    for sql, params, many in queue:
-        if many:
+    """Runs in aiosqlite's thread; an error, or a checked statement that changed nothing, stops at
+    that statement (the caller rolls back)."""
+    for sql, params, kind in queue:
+        if kind == _MANY:
             conn.executemany(sql, params)
-        else:
+        elif kind == _ONE:
             conn.execute(sql, params)
+        elif conn.execute(sql, params).rowcount < 1:
+            raise CheckFailed(sql)
     if last is None:
         return None
     sql, params, want = last
@@ -156,4 +175,8 @@ def _run_on_sqlite(conn: sqlite3.Connection, queue: list[_Queued], last: tuple[s
     return [tuple(r) for r in cursor.fetchall()]
 
 
-__all__ = ["BatchTransaction"]
+class CheckFailed(Exception):
+    """A statement queued with `BatchTransaction.add_checked` changed no row."""
+
+
+__all__ = ["BatchTransaction", "CheckFailed"]
