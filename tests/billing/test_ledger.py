@@ -475,7 +475,7 @@ async def test_the_sweeper_loop_runs_until_stopped(
     await assert_ledger_consistent(db, account.id)
 
 
-async def test_on_sqlite_an_admission_that_fits_is_one_trip_and_one_that_does_not_says_why(
+async def test_on_sqlite_a_hold_and_its_settlement_are_one_trip_each_and_a_refusal_says_why(
     db: Database,
     ledger: Ledger,
     catalog: Catalog,
@@ -483,8 +483,9 @@ async def test_on_sqlite_an_admission_that_fits_is_one_trip_and_one_that_does_no
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The hold's guarded UPDATE rides in the queue with its inserts and the COMMIT; when it does not
-    fit, the batch is rolled back and written again guard by guard, and the refusal says why."""
+    """The hold's guarded UPDATE (and a settlement's claim of the hold) rides in the queue with the
+    inserts and the COMMIT; when it does not hold, the batch is rolled back and written again
+    reading each answer, and a refusal says why."""
     if not db.is_sqlite:
         pytest.skip("trips to aiosqlite's thread exist only on SQLite")
     account = await old_account(new_account, clock)
@@ -502,11 +503,17 @@ async def test_on_sqlite_an_admission_that_fits_is_one_trip_and_one_that_does_no
     fits = await admit(ledger, catalog, account, est_input_tokens=10, max_output_tokens=10)
     assert trips == 1
     assert fits.hold_micros > 0
+    # Its settlement too: the claim of its hold is checked in the thread, not read back.
+    trips = 0
+    model = catalog.resolve("MiniMax-M2.7")
+    charge = await ledger.settle(fits, usage(input_tokens=10, output_tokens=5, cached=0), model)
+    assert trips == 1
+    assert charge.cost_micros > 0
 
     monkeypatch.undo()
     with pytest.raises(InsufficientCredits) as refused:
-        await admit(ledger, catalog, account)
-    assert refused.value.metadata["reason"] == "in_flight_budget_exhausted"
+        await admit(ledger, catalog, account)  # a 1,500 µ$ hold; the charge left less than that
+    assert refused.value.metadata["reason"] == "weight_exceeds_budget"
     view = await ledger.balance(account.id)
-    assert view.held_micros == first.hold_micros + fits.hold_micros  # the refused one holds nothing
+    assert view.held_micros == first.hold_micros  # `fits` was settled; the refused one holds nothing
     await assert_ledger_consistent(db, account.id)

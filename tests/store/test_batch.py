@@ -114,7 +114,7 @@ async def test_on_sqlite_a_connection_returned_inside_a_transaction_is_rolled_ba
     assert set(await _statuses(db)) == {"t2"}
 
 
-async def test_a_checked_statement_that_changes_nothing_stops_the_queue_and_undoes_the_batch(
+async def test_a_checked_statement_that_changes_other_than_its_rows_stops_the_queue_and_undoes_the_batch(
     db: Database,
 ) -> None:
     if not db.is_sqlite:
@@ -132,8 +132,15 @@ async def test_a_checked_statement_that_changes_nothing_stops_the_queue_and_undo
             tx.add_checked(SET_MODEL, {"b_id": "nobody", "b_model": "x"})
             tx.add(INSERT, [task_row("t3")])
 
+    async def bet_on_two_rows_where_one_matches() -> None:
+        async with db.batch() as tx:
+            tx.add(INSERT, [task_row("t4")])
+            tx.add_checked(SET_MODEL, {"b_id": "t0", "b_model": "twice?"}, changes=2)
+
     with pytest.raises(CheckFailed):
         await bet_on_a_missing_row()
+    with pytest.raises(CheckFailed):
+        await bet_on_two_rows_where_one_matches()
     assert set(await _statuses(db)) == {"t0", "t1"}
     async with db.connect() as conn:
         model = (await conn.execute(select(tasks.c.model).where(tasks.c.id == "t0"))).scalar_one()

@@ -9,10 +9,11 @@ task per process, so on SQLite there is also no contention for the write lock be
 Correctness does not depend on batching: a batch that fails as a whole is retried one job at a
 time in its own transaction, so one bad job cannot fail its neighbours.
 
-On SQLite a batch first bets that every account's holds fit: the guarded UPDATEs ride in the queue
-with the inserts and the COMMIT, one trip to SQLite's thread instead of two. A guard that does
-not fit rolls that attempt back, and the batch is written again reading each guard's row count,
-which says exactly which holds fit and why the others do not.
+On SQLite a batch first bets that every account's holds fit and every hold it settles is still
+open: the guarded UPDATEs and the claims ride in the queue with the inserts and the COMMIT, one
+trip to SQLite's thread instead of two. A guard or claim that does not hold rolls that attempt
+back, and the batch is written again reading each row count, which says exactly which holds fit
+(and why the others do not) and which settlements were already done.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class GroupCommitter:
         try:
             try:
                 await self._write(batch, optimistic=True)
-            except CheckFailed:  # a hold did not fit: again, guard by guard (refusals said)
+            except CheckFailed:  # a hold did not fit, or one was not open: again, reading each answer
                 await self._write(batch, optimistic=False)
         except Exception:
             log.warning("ledger batch of %d failed; retrying its jobs one by one", len(batch), exc_info=True)
@@ -165,10 +166,11 @@ class GroupCommitter:
         async with ledger.db.batch("ledger") as tx:
             if batch.admits and work.needs_database and not ledger.db.is_sqlite:
                 await _lock_accounts(tx, batch, work)
+            bet = optimistic and tx.checks_in_queue
             if batch.admits:
-                results = await self._admit_all(tx, batch.admits, now, optimistic and tx.checks_in_queue)
+                results = await self._admit_all(tx, batch.admits, now, bet)
             if work.needs_database:
-                charges = await work.apply(tx, ledger.db, now)
+                charges = await work.apply(tx, ledger.db, now, bet)
             elif batch.settles:
                 charges = work.without_database()
         for account_id, model in work.consumed_grants:

@@ -150,13 +150,18 @@ class Settlement:
         out.update({v.admission.task_id: v.charge for v in self.voids})
         return out
 
-    async def apply(self, tx: BatchTransaction, db: Database, now: datetime) -> dict[str, Charge]:
+    async def apply(
+        self, tx: BatchTransaction, db: Database, now: datetime, optimistic: bool = False
+    ) -> dict[str, Charge]:
+        """Write the batch's posts and voids. `optimistic` (SQLite): bet that every hold is still
+        open, so the claims need no answer and the whole settlement goes in one trip; a hold that
+        is not (swept, or settled elsewhere) fails the bet with `CheckFailed`."""
         held_posts = [p.admission for p in self.posts if p.admission.reserved and not p.admission.free_call]
         held_voids = [v.admission for v in self.voids if v.admission.reserved and not v.admission.free_call]
         grant_posts = [p.admission for p in self.posts if p.admission.reserved and p.admission.free_call]
         grant_voids = [v.admission for v in self.voids if v.admission.reserved and v.admission.free_call]
-        posted = await _claim_holds(tx, held_posts, "posted")
-        voided = await _claim_holds(tx, held_voids, "voided")
+        posted = await _claim_holds(tx, held_posts, "posted", optimistic)
+        voided = await _claim_holds(tx, held_voids, "voided", optimistic)
         consumed = await _claim_grants(tx, grant_posts, now, consume=True)
         returned = await _claim_grants(tx, grant_voids, now, consume=False)
 
@@ -294,32 +299,41 @@ _CLAIM_CHUNK = 512  # ids per claim statement (the group commit's batch size)
 
 
 @functools.cache
-def _claim_holds_statement(size: int) -> Update:
+def _claim_holds_statement(size: int, returning: bool = True) -> Update:
     """`open → :c_status` for `size` task ids (`:c_task_0` …); returns what each claimed hold
     reserved. One fixed statement per power-of-two size, so it compiles once and runs as a
     bulk statement (one trip to the driver) instead of re-rendering an expanding IN per batch."""
     h = holds.c
-    return (
+    claim = (
         update(holds)
         .where(
             h.task_id.in_([bindparam(f"c_task_{i}", type_=String) for i in range(size)]), h.status == "open"
         )
         .values(status=bindparam("c_status", type_=String))
-        .returning(h.task_id, h.amount_micros)
     )
+    return claim.returning(h.task_id, h.amount_micros) if returning else claim
 
 
-async def _claim_holds(tx: BatchTransaction, admissions: list[Admission], status: str) -> dict[str, int]:
+async def _claim_holds(
+    tx: BatchTransaction, admissions: list[Admission], status: str, optimistic: bool
+) -> dict[str, int]:
+    """`open → status` for these holds; what each one claimed reserved (its amount), by task id."""
     claimed: dict[str, int] = {}
-    ids = [a.task_id for a in admissions]
+    ids = [a.task_id for a in admissions]  # distinct: `Settlement.dedupe` ran
     for start in range(0, len(ids), _CLAIM_CHUNK):
         chunk = ids[start : start + _CLAIM_CHUNK]
         size = 1 << (len(chunk) - 1).bit_length()
         # Padding repeats the last id: IN (a, b, b, b) claims the same rows as IN (a, b).
         params: dict[str, Any] = {f"c_task_{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
         params["c_status"] = status
-        rows = await tx.fetch(_claim_holds_statement(size), params)
-        claimed.update({task_id: amount for task_id, amount in rows})
+        if optimistic:
+            # A hold's amount never changes after its insert, and the admission carries it.
+            tx.add_checked(_claim_holds_statement(size, returning=False), params, changes=len(chunk))
+        else:
+            rows = await tx.fetch(_claim_holds_statement(size), params)
+            claimed.update({task_id: amount for task_id, amount in rows})
+    if optimistic:
+        claimed = {a.task_id: a.hold_micros for a in admissions}
     return claimed
 
 

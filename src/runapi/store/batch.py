@@ -28,9 +28,10 @@ from sqlalchemy.sql.dml import Insert, Update
 from runapi.store.bulk import BulkStatements
 from runapi.store.pg_script import NotScriptable, render, status_count
 
-# (sql, parameters, kind)
+# (sql, parameters, kind): kind is _ONE, _MANY, or N > 0, a checked statement that must change
+# exactly N rows (`add_checked`).
 _Queued = tuple[str, Any, int]
-_ONE, _MANY, _CHECKED = 0, 1, 2
+_ONE, _MANY = 0, -1
 _ROWCOUNT = "rowcount"
 _ROWS = "rows"
 # Past this many rows a script costs PostgreSQL more parsing than the trips it saves (a prepared
@@ -73,13 +74,14 @@ class BatchTransaction:
         can stop part-way. (A PostgreSQL script cannot branch on a row count.)"""
         return self._driver is not None
 
-    def add_checked(self, statement: Insert | Update, row: Mapping[str, Any]) -> None:
-        """Queue a statement that must change at least one row. If it changes none, the send stops
-        right there and raises `CheckFailed`, and the batch rolls back: a guarded UPDATE and what
-        depends on it go out in one trip, on the bet that the guard holds."""
+    def add_checked(self, statement: Insert | Update, row: Mapping[str, Any], changes: int = 1) -> None:
+        """Queue a statement that must change exactly `changes` rows. If it does not, the send
+        stops right there and raises `CheckFailed`, and the batch rolls back: a guarded UPDATE and
+        what depends on it go out in one trip, on the bet that the guard holds."""
         assert self.checks_in_queue, "add_checked needs SQLite (see checks_in_queue)"
+        assert changes > 0
         bulk = self._bulk.of(statement)
-        self._queue.append((bulk.sql, bulk.row_tuple(row), _CHECKED))
+        self._queue.append((bulk.sql, bulk.row_tuple(row), changes))
 
     async def execute_one(self, statement: Insert | Update, row: Mapping[str, Any]) -> int:
         """Run a bulk statement once (after the queue); the number of rows it changed."""
@@ -164,8 +166,8 @@ def _run_on_sqlite(conn: sqlite3.Connection, queue: list[_Queued], last: tuple[s
             conn.executemany(sql, params)
         elif kind == _ONE:
             conn.execute(sql, params)
-        elif conn.execute(sql, params).rowcount < 1:
-            raise CheckFailed(sql)
+        elif (changed := conn.execute(sql, params).rowcount) != kind:
+            raise CheckFailed(f"{changed} rows changed, not {kind}: {sql}")
     if last is None:
         return None
     sql, params, want = last
