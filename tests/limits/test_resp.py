@@ -97,6 +97,31 @@ async def test_concurrent_callers_each_get_their_own_reply() -> None:
 
 
 @needs_redis
+async def test_commands_sent_in_one_loop_iteration_leave_in_one_write() -> None:
+    assert REDIS_URL is not None
+    client = RespClient.from_url(REDIS_URL)
+    try:
+        assert await client.call("PING") == "PONG"  # connected
+        conn = client._conn
+        assert conn is not None
+        assert conn.transport is not None
+        writes: list[bytes] = []
+        real_write = conn.transport.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            real_write(data)
+
+        conn.transport.write = counted  # type: ignore[method-assign]
+        echoed = await asyncio.gather(*(client.call("ECHO", f"c{i}") for i in range(50)))
+        assert echoed == [f"c{i}" for i in range(50)]
+        assert len(writes) == 1
+        assert writes[0] == b"".join(encode_command(("ECHO", f"c{i}")) for i in range(50))
+    finally:
+        await client.aclose()
+
+
+@needs_redis
 async def test_a_reply_that_arrives_after_its_caller_gave_up_is_dropped() -> None:
     assert REDIS_URL is not None
     client = RespClient.from_url(REDIS_URL)
@@ -182,7 +207,8 @@ def test_a_reply_waiting_in_the_socket_beats_a_deadline_the_busy_loop_reached_la
             replies: list[object] = []
             for _ in range(3):
                 pending = asyncio.ensure_future(client.call("PING", reply_within=0.02))
-                await asyncio.sleep(0)  # the command is written
+                for _ in range(2):  # the command is sent, then written (writes wait for the iteration's end)
+                    await asyncio.sleep(0)
                 busy_w.send(b"x")
                 replies.append(await pending)
             return replies

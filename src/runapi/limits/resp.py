@@ -85,6 +85,7 @@ class _Connection(asyncio.Protocol):
         self.lost: BaseException | None = None
         self._buf = bytearray()
         self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._out: list[bytes] = []  # commands sent in this loop iteration, written together
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -93,8 +94,17 @@ class _Connection(asyncio.Protocol):
         if self.lost is not None or self.transport is None:
             reply.set_exception(ConnectionError(f"Redis connection lost: {self.lost}"))
             return
-        self.transport.write(payload)
         self._waiting.append(reply)
+        self._out.append(payload)
+        if len(self._out) == 1:
+            # Every command sent in this iteration of the loop (admissions and releases of many
+            # requests under load) leaves in one write: one system call, not one each.
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.lost is None and self.transport is not None:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf
