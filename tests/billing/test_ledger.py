@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiosqlite
+import asyncpg
 import pytest
 from sqlalchemy import select, update
 
@@ -15,6 +16,7 @@ from runapi.catalog import Catalog
 from runapi.errors import Conflict, InsufficientCredits, NotFound
 from runapi.ids import new_ulid
 from runapi.settings import BillingSettings
+from runapi.store.bulk import driver_connection
 from runapi.store.database import Database
 from runapi.store.schema import accounts, free_grants, holds
 
@@ -475,7 +477,31 @@ async def test_the_sweeper_loop_runs_until_stopped(
     await assert_ledger_consistent(db, account.id)
 
 
-async def test_on_sqlite_a_hold_and_its_settlement_are_one_trip_each_and_a_refusal_says_why(
+class Trips:
+    """Trips to the database: calls into aiosqlite's thread on SQLite, asyncpg calls on the ledger
+    writer's connection on PostgreSQL (each a round trip)."""
+
+    def __init__(self, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        if db.is_sqlite:
+            self._wrap(monkeypatch, aiosqlite.Connection, "_execute", None)
+        else:
+            mine = driver_connection(db._kept["ledger"])
+            for name in ("execute", "executemany", "fetch", "fetchval"):
+                self._wrap(monkeypatch, asyncpg.Connection, name, mine)
+
+    def _wrap(self, monkeypatch: pytest.MonkeyPatch, cls: type, name: str, only: Any) -> None:
+        original = getattr(cls, name)
+
+        async def counted(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            if only is None or conn is only:
+                self.count += 1
+            return await original(conn, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, counted)
+
+
+async def test_a_hold_and_its_settlement_are_one_trip_each_and_a_refusal_says_why(
     db: Database,
     ledger: Ledger,
     catalog: Catalog,
@@ -486,34 +512,41 @@ async def test_on_sqlite_a_hold_and_its_settlement_are_one_trip_each_and_a_refus
     """The hold's guarded UPDATE (and a settlement's claim of the hold) rides in the queue with the
     inserts and the COMMIT; when it does not hold, the batch is rolled back and written again
     reading each answer, and a refusal says why."""
-    if not db.is_sqlite:
-        pytest.skip("trips to aiosqlite's thread exist only on SQLite")
     account = await old_account(new_account, clock)
     await ledger.topup(account.id, HOLD_1K, "pay-trips")
     first = await admit(ledger, catalog, account, max_output_tokens=1)  # the writer's connection is made
-    trips = 0
-    original = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal trips
-        trips += 1
-        return await original(self, fn, *args, **kwargs)
-
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    trips = Trips(db, monkeypatch)
     fits = await admit(ledger, catalog, account, est_input_tokens=10, max_output_tokens=10)
-    assert trips == 1
+    assert trips.count == 1
     assert fits.hold_micros > 0
-    # Its settlement too: the claim of its hold is checked in the thread, not read back.
-    trips = 0
+    # Its settlement too: the claim of its hold is checked with the rest, not read back first.
+    trips.count = 0
     model = catalog.resolve("MiniMax-M2.7")
     charge = await ledger.settle(fits, usage(input_tokens=10, output_tokens=5, cached=0), model)
-    assert trips == 1
+    assert trips.count == 1
     assert charge.cost_micros > 0
-
     monkeypatch.undo()
+
     with pytest.raises(InsufficientCredits) as refused:
         await admit(ledger, catalog, account)  # a 1,500 µ$ hold; the charge left less than that
     assert refused.value.metadata["reason"] == "weight_exceeds_budget"
     view = await ledger.balance(account.id)
     assert view.held_micros == first.hold_micros  # `fits` was settled; the refused one holds nothing
     await assert_ledger_consistent(db, account.id)
+    # Just refused: the account's next admission is not bet on (a lost bet is an error in
+    # PostgreSQL's log), so it is refused again without a rolled-back attempt.
+    bets: list[bool] = []
+    write = ledger._group._write
+
+    async def spied(batch: Any, optimistic: bool = False) -> None:
+        bets.append(optimistic)
+        await write(batch, optimistic)
+
+    monkeypatch.setattr(ledger._group, "_write", spied)
+    with pytest.raises(InsufficientCredits):
+        await admit(ledger, catalog, account)
+    assert bets == [False]
+    other = await old_account(new_account, clock)  # another account is still bet on
+    await ledger.topup(other.id, HOLD_1K, "pay-trips-2")
+    await admit(ledger, catalog, other)
+    assert bets == [False, True]

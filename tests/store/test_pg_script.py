@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy import bindparam, insert, select, update
 
+from runapi.store.batch import CheckFailed
 from runapi.store.bulk import driver_connection
 from runapi.store.database import Database
 from runapi.store.pg_script import NotScriptable, literal, render, status_count
@@ -175,3 +176,32 @@ async def test_a_failing_script_undoes_the_batch(db: Database) -> None:
         tx.add(INSERT, [task_row("t1")])
     async with db.connect() as conn:
         assert sorted(r.id for r in await conn.execute(select(tasks.c.id))) == ["t0", "t1"]
+
+
+@pytest.mark.parametrize("rows", [1, 80], ids=["script", "parameterized"])
+async def test_a_checked_update_is_one_trip_with_the_batch_and_a_lost_bet_undoes_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    """A script checks the row count in SQL (an error stops it); past 64 rows the statements go one
+    by one and the count is read. Either way a lost bet raises `CheckFailed` and undoes the batch."""
+    _needs_postgres(db)
+    async with db.batch() as tx:
+        tx.add(INSERT, [task_row("t0")])
+    async with Trips(db, monkeypatch) as trips, db.batch("trips") as tx:
+        tx.add_checked(SET_MODEL, {"b_id": "t0", "b_model": "won"})
+        tx.add(INSERT, [task_row(f"a{i:03d}") for i in range(rows)])
+    assert trips.count == (1 if rows == 1 else 4)  # the script; or BEGIN, UPDATE, executemany, COMMIT
+
+    async def lost_bet() -> None:
+        async with db.batch("trips") as tx:
+            tx.add(INSERT, [task_row(f"b{i:03d}") for i in range(rows)])
+            tx.add_checked(SET_MODEL, {"b_id": "t0", "b_model": "lost"}, changes=2)
+
+    with pytest.raises(CheckFailed, match="1 rows changed, not 2"):
+        await lost_bet()
+    async with db.connect() as conn:
+        found = dict((await conn.execute(select(tasks.c.id, tasks.c.model))).all())
+    assert len(found) == 1 + rows
+    assert found["t0"] == "won"
+    async with db.batch("trips") as tx:  # the lane's connection is clean again
+        tx.add(INSERT, [task_row("c0")])

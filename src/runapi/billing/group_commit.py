@@ -9,11 +9,12 @@ task per process, so on SQLite there is also no contention for the write lock be
 Correctness does not depend on batching: a batch that fails as a whole is retried one job at a
 time in its own transaction, so one bad job cannot fail its neighbours.
 
-On SQLite a batch first bets that every account's holds fit and every hold it settles is still
-open: the guarded UPDATEs and the claims ride in the queue with the inserts and the COMMIT, one
-trip to SQLite's thread instead of two. A guard or claim that does not hold rolls that attempt
-back, and the batch is written again reading each row count, which says exactly which holds fit
-(and why the others do not) and which settlements were already done.
+A batch first bets that every account's holds fit and every hold it settles is still open: the
+guarded UPDATEs and the claims ride in the queue with the inserts and the COMMIT, one trip to
+the database instead of two (`BatchTransaction.add_checked`). A guard or claim that does not
+hold rolls that attempt back, and the batch is written again reading each row count, which says
+exactly which holds fit (and why the others do not) and which settlements were already done. An
+account refused a moment ago is not bet on (on PostgreSQL a lost bet is an error in its log).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 # Enough to amortize a commit, small enough that one transaction stays short.
 _MAX_BATCH = 512
+# After a refusal, an account's admissions are written the careful way for this long.
+_NO_BET_SECONDS = 5.0
 # Built once: a reused statement keeps its cache key (no per-batch expression building).
 _INSERT_HOLDS = insert(holds)
 
@@ -87,6 +91,7 @@ class GroupCommitter:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        self._refused_at: dict[int, float] = {}  # account → when it was last refused (monotonic)
 
     # ------------------------------------------------------------------ API
 
@@ -134,7 +139,7 @@ class GroupCommitter:
             (batch.admits if isinstance(job, AdmitJob) else batch.settles).append(job)  # type: ignore[arg-type]
         try:
             try:
-                await self._write(batch, optimistic=True)
+                await self._write(batch, optimistic=self._worth_a_bet(batch))
             except CheckFailed:  # a hold did not fit, or one was not open: again, reading each answer
                 await self._write(batch, optimistic=False)
         except Exception:
@@ -166,7 +171,7 @@ class GroupCommitter:
         async with ledger.db.batch("ledger") as tx:
             if batch.admits and work.needs_database and not ledger.db.is_sqlite:
                 await _lock_accounts(tx, batch, work)
-            bet = optimistic and tx.checks_in_queue
+            bet = optimistic
             if batch.admits:
                 results = await self._admit_all(tx, batch.admits, now, bet)
             if work.needs_database:
@@ -232,6 +237,7 @@ class GroupCommitter:
                     held.append(job)
                 else:
                     out.append((job.done, await ledger._refusal(tx, account_id, job.amount)))
+                    self._refused(account_id)
         if held:
             ttl = timedelta(seconds=ledger.settings.hold_ttl_seconds)
             tx.add(
@@ -268,6 +274,19 @@ class GroupCommitter:
                     (job.done, msgspec.structs.replace(job.base, hold_micros=job.amount, reserved=True))
                 )
         return out
+
+    def _worth_a_bet(self, batch: _Batch) -> bool:
+        if not self._refused_at:
+            return True
+        horizon = time.monotonic() - _NO_BET_SECONDS
+        return all(self._refused_at.get(j.account_id, 0.0) < horizon for j in batch.admits)
+
+    def _refused(self, account_id: int) -> None:
+        now = time.monotonic()
+        if len(self._refused_at) > 10_000:  # bounded: forget the ones past the window
+            horizon = now - _NO_BET_SECONDS
+            self._refused_at = {a: t for a, t in self._refused_at.items() if t >= horizon}
+        self._refused_at[account_id] = now
 
 
 async def _lock_accounts(tx: BatchTransaction, batch: _Batch, work: Settlement) -> None:

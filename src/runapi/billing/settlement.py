@@ -153,9 +153,9 @@ class Settlement:
     async def apply(
         self, tx: BatchTransaction, db: Database, now: datetime, optimistic: bool = False
     ) -> dict[str, Charge]:
-        """Write the batch's posts and voids. `optimistic` (SQLite): bet that every hold is still
-        open, so the claims need no answer and the whole settlement goes in one trip; a hold that
-        is not (swept, or settled elsewhere) fails the bet with `CheckFailed`."""
+        """Write the batch's posts and voids. `optimistic`: bet that every hold is still open, so
+        the claims need no answer and the whole settlement goes in one trip; a hold that is not
+        (swept, or settled elsewhere) fails the bet with `CheckFailed`."""
         held_posts = [p.admission for p in self.posts if p.admission.reserved and not p.admission.free_call]
         held_voids = [v.admission for v in self.voids if v.admission.reserved and not v.admission.free_call]
         grant_posts = [p.admission for p in self.posts if p.admission.reserved and p.admission.free_call]

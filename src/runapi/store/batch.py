@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 from sqlalchemy import CursorResult, Executable
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
@@ -68,17 +69,12 @@ class BatchTransaction:
     def add_sql(self, sql: str) -> None:
         self._queue.append((sql, (), _ONE))
 
-    @property
-    def checks_in_queue(self) -> bool:
-        """Whether `add_checked` is available: the queue runs as one call in SQLite's thread, which
-        can stop part-way. (A PostgreSQL script cannot branch on a row count.)"""
-        return self._driver is not None
-
-    def add_checked(self, statement: Insert | Update, row: Mapping[str, Any], changes: int = 1) -> None:
-        """Queue a statement that must change exactly `changes` rows. If it does not, the send
-        stops right there and raises `CheckFailed`, and the batch rolls back: a guarded UPDATE and
-        what depends on it go out in one trip, on the bet that the guard holds."""
-        assert self.checks_in_queue, "add_checked needs SQLite (see checks_in_queue)"
+    def add_checked(self, statement: Update, row: Mapping[str, Any], changes: int = 1) -> None:
+        """Queue an UPDATE (without RETURNING) that must change exactly `changes` rows. If it does
+        not, the send stops right there and raises `CheckFailed`, and the batch rolls back: a
+        guarded UPDATE and what depends on it go out in one trip, on the bet that the guard holds.
+        SQLite checks the row count in its thread; a PostgreSQL script makes the statement fail
+        (`_checked_script`), and the parameterized path reads the count."""
         assert changes > 0
         bulk = self._bulk.of(statement)
         self._queue.append((bulk.sql, bulk.row_tuple(row), changes))
@@ -121,15 +117,22 @@ class BatchTransaction:
         folded = [*queue, (last[0], last[1], _ONE)] if fold_last and last is not None else queue
         script = self._script(folded)
         if script is not None:
-            status: str = await pg.execute(script)  # one round trip
+            try:
+                status: str = await pg.execute(script)  # one round trip
+            except asyncpg.InvalidTextRepresentationError as exc:
+                if _CHECK_FAILED in str(exc):
+                    raise CheckFailed(str(exc)) from exc
+                raise
             if fold_last:
                 return status_count(status)
             queue = []
         for sql, params, kind in queue:
             if kind == _MANY:
                 await pg.executemany(sql, params)
-            else:
+            elif kind == _ONE:
                 await pg.execute(sql, *params)
+            elif (changed := status_count(await pg.execute(sql, *params))) != kind:
+                raise CheckFailed(f"{changed} rows changed, not {kind}: {sql}")
         if last is None:
             return None
         sql, params, want = last
@@ -147,8 +150,10 @@ class BatchTransaction:
             for sql, params, kind in statements:
                 if kind == _MANY:
                     parts.extend(render(sql, row) for row in params)
-                else:
+                elif kind == _ONE:
                     parts.append(render(sql, params) if params else sql)
+                else:
+                    parts.append(_checked_script(render(sql, params), kind))
         except NotScriptable:
             return None
         return ";\n".join(parts)
@@ -177,8 +182,21 @@ def _run_on_sqlite(conn: sqlite3.Connection, queue: list[_Queued], last: tuple[s
     return [tuple(r) for r in cursor.fetchall()]
 
 
+_CHECK_FAILED = "runapi: check failed"
+
+
+def _checked_script(update_sql: str, changes: int) -> str:
+    """The UPDATE, failing unless it changed `changes` rows. A script cannot branch, but an error
+    stops it (the rest is skipped and the batch rolls back): the cast of a text made at run time
+    fails only in that branch (a constant there would be folded, and fail, at planning time)."""
+    return (
+        f"WITH checked AS ({update_sql} RETURNING 1) SELECT CASE WHEN count(*) = {int(changes)} THEN 0 "
+        f"ELSE ('{_CHECK_FAILED}: ' || count(*) || ' rows changed, not {int(changes)}')::int END FROM checked"
+    )
+
+
 class CheckFailed(Exception):
-    """A statement queued with `BatchTransaction.add_checked` changed no row."""
+    """A statement queued with `BatchTransaction.add_checked` changed other than its rows."""
 
 
 __all__ = ["BatchTransaction", "CheckFailed"]
