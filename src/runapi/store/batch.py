@@ -115,36 +115,44 @@ class BatchTransaction:
         # A row count comes back as the script's last command status; RETURNING rows do not.
         fold_last = last is not None and last[2] == _ROWCOUNT
         folded = [*queue, (last[0], last[1], _ONE)] if fold_last and last is not None else queue
-        script = self._script(folded)
+        status: str | None = None
+        for group in _groups(folded):
+            status = await self._send_group(pg, group)
+        if fold_last:
+            return status_count(status or "")
+        if last is None:
+            return None
+        sql, params, _ = last
+        return [tuple(r) for r in await pg.fetch(sql, *params)]
+
+    async def _send_group(self, pg: Any, group: list[_Queued]) -> str | None:
+        """One script (one round trip) when the values allow, else statement by statement; the
+        status of the group's last statement."""
+        script = self._script(group)
         if script is not None:
             try:
-                status: str = await pg.execute(script)  # one round trip
+                status: str = await pg.execute(script)
             except asyncpg.InvalidTextRepresentationError as exc:
                 if _CHECK_FAILED in str(exc):
                     raise CheckFailed(str(exc)) from exc
                 raise
-            if fold_last:
-                return status_count(status)
-            queue = []
-        for sql, params, kind in queue:
+            return status
+        last_status: str | None = None
+        for sql, params, kind in group:
             if kind == _MANY:
                 await pg.executemany(sql, params)
+                last_status = None
             elif kind == _ONE:
-                await pg.execute(sql, *params)
-            elif (changed := status_count(await pg.execute(sql, *params))) != kind:
+                last_status = await pg.execute(sql, *params)
+            elif (changed := status_count(last_status := await pg.execute(sql, *params))) != kind:
                 raise CheckFailed(f"{changed} rows changed, not {kind}: {sql}")
-        if last is None:
-            return None
-        sql, params, want = last
-        if want == _ROWCOUNT:
-            return status_count(await pg.execute(sql, *params))
-        return [tuple(r) for r in await pg.fetch(sql, *params)]
+        return last_status
 
     def _script(self, statements: list[_Queued]) -> str | None:
         if not self._scripts or not statements:
             return None
         if sum(len(params) if kind == _MANY else 1 for _, params, kind in statements) > _SCRIPT_ROWS:
-            return None
+            return None  # one large executemany (`_groups`): prepared and pipelined by asyncpg
         parts: list[str] = []
         try:
             for sql, params, kind in statements:
@@ -161,6 +169,22 @@ class BatchTransaction:
     @property
     def sent_anything(self) -> bool:
         return self._sent
+
+
+def _groups(queue: list[_Queued]) -> list[list[_Queued]]:
+    """The queue in order, cut where a script would grow past `_SCRIPT_ROWS` rows: an executemany
+    that large goes alone (parameterized), so BEGIN and a guard before it, and COMMIT after it,
+    still ride in scripts of their own instead of a trip each."""
+    groups: list[list[_Queued]] = []
+    size = 0
+    for item in queue:
+        rows = len(item[1]) if item[2] == _MANY else 1
+        if not groups or size + rows > _SCRIPT_ROWS:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += rows
+    return groups
 
 
 def _run_on_sqlite(conn: sqlite3.Connection, queue: list[_Queued], last: tuple[str, Any, str] | None) -> Any:
