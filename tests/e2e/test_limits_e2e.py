@@ -91,6 +91,45 @@ def tasks_of_key(database_url: str, key_id: str) -> set[str]:
     return {str(r["id"]) for r in rows}
 
 
+@pytest.mark.skipif(
+    not (POSTGRES_URL and REDIS_URL), reason="needs RUNAPI_TEST_POSTGRES_URL and RUNAPI_TEST_REDIS_URL"
+)
+def test_a_concurrency_slot_is_free_again_when_the_answer_arrives(simulator: Proc) -> None:
+    """With one request in flight allowed, sequential requests alternating between two processes
+    all get through: each one's slot in Redis is released before its answer leaves (the release
+    overlaps the ledger's settlement, it is not sent after the answer)."""
+    assert POSTGRES_URL is not None
+    assert REDIS_URL is not None
+    url = fresh_postgres_url(POSTGRES_URL)
+    env = gateway_env(url, simulator.url, RUNAPI_REDIS_URL=REDIS_URL)
+    try:
+        subprocess.run(
+            [PYTHON, "-m", "runapi.cli.main", "keys", "list"], env=env, check=True, capture_output=True
+        )
+        db_rows(
+            url,
+            "SELECT setval(pg_get_serial_sequence('accounts', 'id'), :n)",
+            n=random.randint(10**6, 2 * 10**9),
+        )
+        with running_gateway(env, "10") as first:
+            second = start_gateway_process(env)
+            try:
+                account_id, key = first.account_id, first.api_key
+                first.cli("accounts", "set-tier", str(account_id), "4")
+                key_id = key_id_of(first, account_id)
+                first.cli("keys", "set-limits", key_id, "--model-class", "standard", "--concurrent", "1")
+                clients = [oai(first.url, key), oai(second.url, key)]
+                for i in range(20):
+                    done = clients[i % 2].chat.completions.create(
+                        model=MODEL, messages=user(f"one at a time {i}\n@sim tokens=2")
+                    )
+                    assert done.choices[0].message.content
+            finally:
+                second.stop()
+    finally:
+        drop_postgres(url)
+
+
 # ---------------------------------------------------------------- 7. two processes, one limit
 
 

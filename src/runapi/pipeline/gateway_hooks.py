@@ -6,6 +6,7 @@ grant or hold → task → upstream; limits are checked first, so a refused requ
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -119,7 +120,13 @@ class GatewayHooks(TaskSteps, PipelineHooks):
         if self.ledger is None or not isinstance(gen.admission, Admission):
             gen.billed, gen.cost_micros = False, 0
             return
-        charge = await self.ledger.settle(gen.admission, usage, gen.model)
+        settling = self.ledger.settle(gen.admission, usage, gen.model)
+        if self.limiter is not None and self.limiter.backend.needs_lease_refresh:
+            # Shared limits are a Redis round trip: release them while the ledger writes, not
+            # after (both are done before the answer leaves; `finished` finds them released).
+            charge, _ = await asyncio.gather(settling, self._release_limits(gen))
+        else:
+            charge = await settling
         gen.cost_micros = charge.cost_micros
         gen.billed = charge.billed
         gen.free_call = charge.free_call
