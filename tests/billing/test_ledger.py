@@ -8,6 +8,7 @@ from typing import Any
 
 import aiosqlite
 import asyncpg
+import msgspec
 import pytest
 from sqlalchemy import select, update
 
@@ -117,6 +118,22 @@ async def test_void_releases_the_hold_without_charge(
     assert await ledger.void(adm, "failed") == charge
     view = await ledger.balance(account.id)
     assert (view.balance_micros, view.held_micros, view.available_micros) == (100_000, 0, 100_000)
+    assert await entries_of(db, adm.task_id) == [("hold", HOLD_1K), ("hold_release", -HOLD_1K)]
+    await assert_ledger_consistent(db, account.id)
+
+
+async def test_void_of_an_admission_rebuilt_after_a_restart_releases_the_whole_hold(
+    db: Database, ledger: Ledger, catalog: Catalog, new_account: NewAccount, clock: Clock
+) -> None:
+    """Recovery voids a dead process's tasks with admissions that do not know the hold's amount
+    (`hold_micros=0`): the release is the amount the hold row reserved."""
+    account = await old_account(new_account, clock)
+    await ledger.topup(account.id, 100_000, "pay-rebuilt")
+    adm = await admit(ledger, catalog, account)
+    rebuilt = msgspec.structs.replace(adm, hold_micros=0)
+    await ledger.void(rebuilt, "failed")
+    view = await ledger.balance(account.id)
+    assert (view.held_micros, view.available_micros) == (0, 100_000)
     assert await entries_of(db, adm.task_id) == [("hold", HOLD_1K), ("hold_release", -HOLD_1K)]
     await assert_ledger_consistent(db, account.id)
 

@@ -320,6 +320,9 @@ async def _claim_holds(
     """`open → status` for these holds; what each one claimed reserved (its amount), by task id."""
     claimed: dict[str, int] = {}
     ids = [a.task_id for a in admissions]  # distinct: `Settlement.dedupe` ran
+    # The bet needs each hold's amount; an admission rebuilt after a restart (recovery voids the
+    # tasks of a dead process) does not carry it, so its claim reads the amount back.
+    optimistic = optimistic and all(a.hold_micros > 0 for a in admissions)
     for start in range(0, len(ids), _CLAIM_CHUNK):
         chunk = ids[start : start + _CLAIM_CHUNK]
         size = 1 << (len(chunk) - 1).bit_length()
@@ -327,7 +330,7 @@ async def _claim_holds(
         params: dict[str, Any] = {f"c_task_{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
         params["c_status"] = status
         if optimistic:
-            # A hold's amount never changes after its insert, and the admission carries it.
+            # A hold's amount never changes after its insert, and these admissions carry it.
             tx.add_checked(_claim_holds_statement(size, returning=False), params, changes=len(chunk))
         else:
             rows = await tx.fetch(_claim_holds_statement(size), params)
