@@ -13,6 +13,9 @@ import random
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
@@ -91,57 +94,31 @@ def tasks_of_key(database_url: str, key_id: str) -> set[str]:
     return {str(r["id"]) for r in rows}
 
 
-@pytest.mark.skipif(
-    not (POSTGRES_URL and REDIS_URL), reason="needs RUNAPI_TEST_POSTGRES_URL and RUNAPI_TEST_REDIS_URL"
-)
-def test_a_concurrency_slot_is_free_again_when_the_answer_arrives(simulator: Proc) -> None:
-    """With one request in flight allowed, sequential requests alternating between two processes
-    all get through: each one's slot in Redis is released before its answer leaves (the release
-    overlaps the ledger's settlement, it is not sent after the answer)."""
-    assert POSTGRES_URL is not None
-    assert REDIS_URL is not None
-    url = fresh_postgres_url(POSTGRES_URL)
-    env = gateway_env(url, simulator.url, RUNAPI_REDIS_URL=REDIS_URL)
-    try:
-        subprocess.run(
-            [PYTHON, "-m", "runapi.cli.main", "keys", "list"], env=env, check=True, capture_output=True
-        )
-        db_rows(
-            url,
-            "SELECT setval(pg_get_serial_sequence('accounts', 'id'), :n)",
-            n=random.randint(10**6, 2 * 10**9),
-        )
-        with running_gateway(env, "10") as first:
-            second = start_gateway_process(env)
-            try:
-                account_id, key = first.account_id, first.api_key
-                first.cli("accounts", "set-tier", str(account_id), "4")
-                key_id = key_id_of(first, account_id)
-                first.cli("keys", "set-limits", key_id, "--model-class", "standard", "--concurrent", "1")
-                clients = [oai(first.url, key), oai(second.url, key)]
-                for i in range(20):
-                    done = clients[i % 2].chat.completions.create(
-                        model=MODEL, messages=user(f"one at a time {i}\n@sim tokens=2")
-                    )
-                    assert done.choices[0].message.content
-            finally:
-                second.stop()
-    finally:
-        drop_postgres(url)
-
-
 # ---------------------------------------------------------------- 7. two processes, one limit
 
 
-@pytest.mark.skipif(
+needs_postgres_and_redis = pytest.mark.skipif(
     not (POSTGRES_URL and REDIS_URL), reason="needs RUNAPI_TEST_POSTGRES_URL and RUNAPI_TEST_REDIS_URL"
 )
-def test_two_gateway_processes_share_one_limit(simulator: Proc) -> None:
+
+
+@dataclass
+class TwoProcesses:
+    first: Gateway
+    second: Proc
+    database_url: str
+    key_id: str
+
+
+@contextmanager
+def two_processes_one_key(simulator: Proc, *key_limits: str) -> Iterator[TwoProcesses]:
+    """Two gateway processes on one fresh PostgreSQL database and the shared Redis. The first's
+    account is at a high tier, so only its key's own override (`key_limits`) binds (and the
+    account-wide bucket, keyed by account id in the shared Redis, is far from its ceiling)."""
     assert POSTGRES_URL is not None
     assert REDIS_URL is not None
     url = fresh_postgres_url(POSTGRES_URL)
     env = gateway_env(url, simulator.url, RUNAPI_REDIS_URL=REDIS_URL)
-    limit = 10
     try:
         # Redis buckets are named after account ids, and other suites share this Redis: start our
         # account ids somewhere no other fresh database does.
@@ -156,48 +133,68 @@ def test_two_gateway_processes_share_one_limit(simulator: Proc) -> None:
         with running_gateway(env, "10") as first:
             second = start_gateway_process(env)
             try:
-                account_id, key = first.account_id, first.api_key
-                # A high tier, so only the key's own override binds (and the account-wide bucket,
-                # keyed by account id in the shared Redis, is far from its ceiling).
-                first.cli("accounts", "set-tier", str(account_id), "4")
-                key_id = key_id_of(first, account_id)
-                first.cli("keys", "set-limits", key_id, "--model-class", "standard", "--rpm", str(limit))
-
-                served: dict[str, list[str]] = {first.url: [], second.url: []}
-                refused: list[openai.RateLimitError] = []
-                for i in range(3 * limit):
-                    gw_url = (first.url, second.url)[i % 2]
-                    try:
-                        raw = oai(gw_url, key).chat.completions.with_raw_response.create(
-                            model=MODEL, messages=user(f"shared {i}\n@sim tokens=2")
-                        )
-                        raw.parse()
-                        served[gw_url].append(raw.headers["x-runapi-task-id"])
-                    except openai.RateLimitError as exc:
-                        refused.append(exc)
-                total = sum(len(v) for v in served.values())
-                assert limit - 1 <= total <= limit + 1, served
-                assert all(served.values()), "both processes served part of the budget"
-                for refusal in refused:
-                    assert_openai_429(refusal, limit)
-
-                # The Anthropic surface of either process sees the same empty bucket.
-                with pytest.raises(anthropic.RateLimitError) as info:
-                    anth(second.url, key).messages.create(
-                        model=MODEL,
-                        max_tokens=64,
-                        messages=user("anthropic too\n@sim tokens=2"),
-                    )
-                assert_anthropic_429(info.value, limit)
-
-                # Refused requests left nothing behind: no task, no ledger entry.
-                ok = {t for ids in served.values() for t in ids}
-                assert tasks_of_key(url, key_id) == ok
-                assert {e["task_id"] for e in ledger_of(url, account_id) if e["task_id"]} == ok
+                first.cli("accounts", "set-tier", str(first.account_id), "4")
+                key_id = key_id_of(first, first.account_id)
+                first.cli("keys", "set-limits", key_id, "--model-class", "standard", *key_limits)
+                yield TwoProcesses(first, second, url, key_id)
             finally:
                 second.stop()
     finally:
         drop_postgres(url)
+
+
+@needs_postgres_and_redis
+def test_two_gateway_processes_share_one_limit(simulator: Proc) -> None:
+    limit = 10
+    with two_processes_one_key(simulator, "--rpm", str(limit)) as pair:
+        key = pair.first.api_key
+        served: dict[str, list[str]] = {pair.first.url: [], pair.second.url: []}
+        refused: list[openai.RateLimitError] = []
+        for i in range(3 * limit):
+            gw_url = (pair.first.url, pair.second.url)[i % 2]
+            try:
+                raw = oai(gw_url, key).chat.completions.with_raw_response.create(
+                    model=MODEL, messages=user(f"shared {i}\n@sim tokens=2")
+                )
+                raw.parse()
+                served[gw_url].append(raw.headers["x-runapi-task-id"])
+            except openai.RateLimitError as exc:
+                refused.append(exc)
+        total = sum(len(v) for v in served.values())
+        assert limit - 1 <= total <= limit + 1, served
+        assert all(served.values()), "both processes served part of the budget"
+        for refusal in refused:
+            assert_openai_429(refusal, limit)
+
+        # The Anthropic surface of either process sees the same empty bucket.
+        with pytest.raises(anthropic.RateLimitError) as info:
+            anth(pair.second.url, key).messages.create(
+                model=MODEL,
+                max_tokens=64,
+                messages=user("anthropic too\n@sim tokens=2"),
+            )
+        assert_anthropic_429(info.value, limit)
+
+        # Refused requests left nothing behind: no task, no ledger entry.
+        ok = {t for ids in served.values() for t in ids}
+        assert tasks_of_key(pair.database_url, pair.key_id) == ok
+        ledger = ledger_of(pair.database_url, pair.first.account_id)
+        assert {e["task_id"] for e in ledger if e["task_id"]} == ok
+
+
+@needs_postgres_and_redis
+def test_a_concurrency_slot_is_free_again_when_the_answer_arrives(simulator: Proc) -> None:
+    """With one request in flight allowed, sequential requests alternating between two processes
+    all get through: each one's slot in Redis is released before its answer leaves (the release
+    overlaps the ledger's settlement, it is not sent after the answer)."""
+    with two_processes_one_key(simulator, "--concurrent", "1") as pair:
+        key = pair.first.api_key
+        clients = [oai(pair.first.url, key), oai(pair.second.url, key)]
+        for i in range(20):
+            done = clients[i % 2].chat.completions.create(
+                model=MODEL, messages=user(f"one at a time {i}\n@sim tokens=2")
+            )
+            assert done.choices[0].message.content
 
 
 # ---------------------------------------------------------------- 8. headers match the state
