@@ -171,11 +171,10 @@ class GroupCommitter:
         async with ledger.db.batch("ledger") as tx:
             if batch.admits and work.needs_database and not ledger.db.is_sqlite:
                 await _lock_accounts(tx, batch, work)
-            bet = optimistic
             if batch.admits:
-                results = await self._admit_all(tx, batch.admits, now, bet)
+                results = await self._admit_all(tx, batch.admits, now, optimistic)
             if work.needs_database:
-                charges = await work.apply(tx, ledger.db, now, bet)
+                charges = await work.apply(tx, ledger.db, now, optimistic)
             elif batch.settles:
                 charges = work.without_database()
         for account_id, model in work.consumed_grants:

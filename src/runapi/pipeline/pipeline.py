@@ -135,8 +135,7 @@ class Pipeline:
             debit_output=self.hooks.debit_output,
         )
         headers[OVERHEAD_HEADER] = _ms(time.monotonic() - gen.started_monotonic - gen.upstream_seconds)
-        assert gen.response_body is not None
-        return Reply(gen.response_status, headers, gen.response_body)
+        return Reply(gen.response_status, headers, gen.response_body or b"")
 
     async def _stream(self, request: Exchange, gen: Generation, headers: dict[str, str]) -> Answer:
         """Stream the generation; the response starts with the upstream's first event.

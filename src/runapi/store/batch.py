@@ -6,12 +6,11 @@ statement whose result is needed (`execute_one`, `fetch`), or with the COMMIT. O
 is one trip to aiosqlite's thread, and a trip costs two thread wake-ups and about 35 µs of CPU (a
 five-statement transaction measured ~200 µs of CPU in five trips, ~65 µs in one, on the 2-core
 bench machine, and a trip after an idle moment waits ~170 µs for the thread to wake): a ledger
-batch of holds takes one trip (its guards are checked in the thread, `add_checked`), a settlement
-two, a task batch one. On PostgreSQL, where
-asyncpg sends one statement per round trip, the queue (and a last statement whose row count is
-read) goes out as one simple-query script with its values written in (`store/pg_script.py`); a
-batch too large for that, or with a value that cannot be a literal, goes statement by statement,
-parameterized. The rare statements (free grants, refusals, late settlements) go through SQLAlchemy
+batch takes one trip when its bets hold (guards checked with the rest, `add_checked`), a task
+batch one. On PostgreSQL, where asyncpg sends one statement per round trip, the queue (and a last
+statement whose row count is read) goes out as simple-query scripts with the values written in
+(`store/pg_script.py`), cut around any executemany too large for a script, which goes
+parameterized, as does a group with a value that cannot be a literal. The rare statements (free grants, refusals, late settlements) go through SQLAlchemy
 with `run`, after the queue.
 """
 
