@@ -290,6 +290,19 @@ async def test_oversized_body_gets_413_before_it_is_sent_and_the_connection_goes
     client.close()
 
 
+async def test_an_oversized_body_that_waits_for_100_continue_gets_413_and_the_connection_closes(
+    harness: Harness,
+) -> None:
+    """RFC 9110 §10.1.1: answered with a final status instead of 100, the client does not send the
+    body, so the connection cannot go on (the next bytes would be read as that body)."""
+    client = await Client.open(harness.port)
+    head = post("/v1/echo", b"", "Expect: 100-continue\r\n")
+    await client.send(head.replace(b"Length: 0", b"Length: %d" % (MAX_BODY + 1)))  # the body waits
+    (r,) = await client.responses(1)
+    assert r.status == 413
+    assert await client.closed()
+
+
 async def test_chunked_body_over_the_limit_is_413(harness: Harness) -> None:
     client = await Client.open(harness.port)
     part = b"y" * 600

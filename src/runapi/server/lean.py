@@ -418,7 +418,11 @@ class LeanConnection(asyncio.Protocol):
         self._task = None
         if req.complete:
             self._next()
-        elif (req.declared_length or 0) > _DRAIN_FACTOR * self.server.max_body_bytes or req.version != "1.1":
+        elif (
+            req.expect_continue  # answered before any 100 Continue: the body will not come
+            or (req.declared_length or 0) > _DRAIN_FACTOR * self.server.max_body_bytes
+            or req.version != "1.1"
+        ):
             self.close()
         # else: the 413 is out; the rest of the body is read and dropped, then `_next` runs
 

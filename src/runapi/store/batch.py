@@ -10,8 +10,8 @@ batch takes one trip when its bets hold (guards checked with the rest, `add_chec
 batch one. On PostgreSQL, where asyncpg sends one statement per round trip, the queue (and a last
 statement whose row count is read) goes out as simple-query scripts with the values written in
 (`store/pg_script.py`), cut around any executemany too large for a script, which goes
-parameterized, as does a group with a value that cannot be a literal. The rare statements (free grants, refusals, late settlements) go through SQLAlchemy
-with `run`, after the queue.
+parameterized, as does a group with a value that cannot be a literal. The rare statements (free
+grants, refusals, late settlements) go through SQLAlchemy with `run`, after the queue.
 """
 
 from __future__ import annotations
