@@ -4,6 +4,7 @@ from the status before a stream starts and in-stream once it has."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from tests.procs import (
     Tenant,
     gateway_env,
     http_json,
+    http_raw,
     new_tenant,
     running_gateway,
     sqlite_url,
@@ -236,6 +238,42 @@ def test_openai_stream_failing_before_the_first_event_answers_with_its_status(
     assert exc.response.headers["content-type"].startswith("application/json")
     assert exc.response.headers["x-ratelimit-limit-requests"]
     failed_task(gateway, tenant, exc.response.headers["X-RunAPI-Task-Id"], failure.openai_code)
+
+
+@pytest.mark.parametrize("failure", BEFORE_FIRST_BYTE[:2], ids=IDS[:2])
+def test_an_idempotent_retry_of_a_stream_that_failed_before_its_first_event_gets_the_same_status(
+    gateway: Gateway, tenant: Tenant, failure: Failure
+) -> None:
+    """The replay answers as the live call did: the same HTTP status and error, not a 200 stream
+    ending in the error; and no second generation."""
+    client = oai(gateway, tenant)
+    key = {"Idempotency-Key": f"stream-{uuid.uuid4().hex}"}
+    text = prompt(failure.directive)
+    answers = []
+    for _ in range(2):
+        with pytest.raises(failure.openai_class) as caught:
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": text}], stream=True, extra_headers=key
+            )
+        answers.append(caught.value)
+    live, replay = answers
+    assert (
+        (replay.status_code, replay.code)
+        == (live.status_code, live.code)
+        == (
+            failure.openai_status,
+            failure.openai_code,
+        )
+    )
+    assert replay.response.headers["x-runapi-idempotent-replay"] == "true"
+    assert replay.response.headers["X-RunAPI-Task-Id"] == live.response.headers["X-RunAPI-Task-Id"]
+    task_id = live.response.headers["X-RunAPI-Task-Id"]
+    failed_task(gateway, tenant, task_id, failure.openai_code)
+    # Its event log is empty (no stream was sent); the events route shows the stored outcome.
+    bearer = {"Authorization": f"Bearer {tenant.api_key}"}
+    status, _, raw = http_raw("GET", f"{gateway.url}/v1/tasks/{task_id}/events", headers=bearer)
+    assert status == 200
+    assert failure.openai_code.encode() in raw
 
 
 # ---------------------------------------------------------------- streaming: in-stream once it started

@@ -143,24 +143,30 @@ async def _stream_events(
     response: web.StreamResponse, tasks: Tasks, record: TaskRecord, live_here: bool, after: int
 ) -> None:
     if live_here:
+        logged = False
         async for seq, frame in tasks.events.follow(record.id, after, keepalive_seconds=_KEEPALIVE_SECONDS):
+            logged = logged or seq > 0
             await response.write(b"id: %d\n" % seq + frame if seq else b": keep-alive\n\n")
-    else:
-        final = record
-        if not record.is_terminal:
-            # Running in another process: wait for the end, keeping the connection alive.
-            deadline = (record.deadline_at or datetime.now(UTC)) + timedelta(seconds=60)
-            while True:
-                done = await tasks.store.wait_terminal(record.id, _KEEPALIVE_SECONDS)
-                if done is not None:
-                    final = done
-                    break
-                if datetime.now(UTC) > deadline:
-                    return
-                await response.write(b": keep-alive\n\n")
-        for seq, frame in enumerate(tasks.replay_frames(final), start=1):
-            if seq > after:
-                await response.write(b"id: %d\n" % seq + frame)
+        if logged or after > 0:
+            return
+        # An empty log: the stream failed before its first event (its caller got an HTTP
+        # status); the stored outcome stands in for it, as for a task that ran elsewhere.
+        record = await tasks.store.wait_terminal(record.id, _KEEPALIVE_SECONDS) or record
+    final = record
+    if not record.is_terminal:
+        # Running in another process: wait for the end, keeping the connection alive.
+        deadline = (record.deadline_at or datetime.now(UTC)) + timedelta(seconds=60)
+        while True:
+            done = await tasks.store.wait_terminal(record.id, _KEEPALIVE_SECONDS)
+            if done is not None:
+                final = done
+                break
+            if datetime.now(UTC) > deadline:
+                return
+            await response.write(b": keep-alive\n\n")
+    for seq, frame in enumerate(tasks.replay_frames(final), start=1):
+        if seq > after:
+            await response.write(b"id: %d\n" % seq + frame)
 
 
 class DeliveryList(msgspec.Struct, frozen=True, kw_only=True):

@@ -272,8 +272,12 @@ class Pipeline:
             return
         publish = self.hooks.event_publisher(gen)
         if publish is not None:
-            if not gen.stream_started:  # failed before the first event: the log still starts right
-                publish(gen.stream_start)
+            if not gen.stream_started:
+                if gen.failure is not None:
+                    # Failed before the first event: the answer was its HTTP status, not a
+                    # stream, so the log stays empty and a replay answers the same way.
+                    return
+                publish(gen.stream_start)  # no event rendered a frame: still a whole stream
             publish(gen.tail)
 
     # ------------------------------------------------------------------ helpers

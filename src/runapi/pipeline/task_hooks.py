@@ -75,15 +75,19 @@ class TaskSteps:
         assert self.tasks is not None
         store = self.tasks.store
         headers.update({"X-RunAPI-Task-Id": existing, "X-RunAPI-Idempotent-Replay": "true"})
+        streamed = True
         if gen.mode == "stream" and self.tasks.events.state(existing) != "unknown":
-            return await self._stream_log(request, existing, headers)
+            answer = await self._stream_log(request, existing, headers)
+            if answer is not None:
+                return answer
+            streamed = False  # the live call failed before its first event: its HTTP status, again
         wait = gen.prefer_wait if gen.mode == "async" else self.settings.tasks.deadline_seconds
         record = await store.wait_terminal(existing, wait or 0.0)
         if record is None:
             record = await store.get(existing, gen.principal.account_id)
         if not record.is_terminal or record.response is None:
             return self._accepted(record, headers, replay=True)
-        if gen.mode == "stream":
+        if gen.mode == "stream" and streamed:
             frames = b"".join(self.tasks.replay_frames(record))
             return Reply(200, {**headers, **SSE_HEADERS}, frames, SSE_CONTENT_TYPE)
         return self._stored_response(record, headers)
@@ -226,12 +230,18 @@ class TaskSteps:
         stored = record.response
         return Reply(stored.status, headers, stored.body, stored.content_type)
 
-    async def _stream_log(self, request: Exchange, task_id: str, headers: dict[str, str]) -> Answer:
+    async def _stream_log(self, request: Exchange, task_id: str, headers: dict[str, str]) -> Answer | None:
+        """Follow the live task's event log as a stream, as the live call answered; None when the
+        log ended empty (the live call failed before its first event and answered with a status).
+        Like the live call, the stream opens with the first frame or the first keepalive."""
         assert self.tasks is not None
-        await request.start_stream(200, {**headers, **SSE_HEADERS})
         try:
             async for seq, frame in self.tasks.events.follow(task_id, 0, keepalive_seconds=10.0):
+                if not request.stream_started:
+                    await request.start_stream(200, {**headers, **SSE_HEADERS})
                 await request.write(frame if seq else b": keep-alive\n\n")
+            if not request.stream_started:
+                return None
             await request.end_stream()
         except ConnectionError:
             pass
