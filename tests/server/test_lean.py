@@ -400,6 +400,17 @@ async def test_shutdown_lets_an_answer_in_flight_finish_and_closes_idle_connecti
     assert harness.lean.connections == set()
 
 
+async def test_shutdown_leaves_a_relayed_connection_to_aiohttp(harness: Harness) -> None:
+    """A connection relaying to aiohttp is aiohttp's to close (the runner does, after the site):
+    the lean shutdown does not wait its grace for it."""
+    client = await Client.open(harness.port)
+    await client.send(post("/v1/echo", b"one") + b"GET /other HTTP/1.1\r\nHost: t\r\n\r\n")
+    await client.responses(2)
+    await asyncio.wait_for(harness.lean.shutdown(grace_seconds=30), 5)
+    assert harness.lean.connections == set()
+    client.close()
+
+
 async def test_idle_keep_alive_connections_are_closed_after_the_timeout(harness: Harness) -> None:
     client = await Client.open(harness.port)
     await client.send(post("/v1/echo", b"z"))

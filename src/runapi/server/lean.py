@@ -96,7 +96,10 @@ class LeanServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):
-            conn.close_when_idle()
+            if conn.relaying:
+                self.forget(conn)  # aiohttp's protocol serves it now; the runner's shutdown closes it
+            else:
+                conn.close_when_idle()
         if self.connections:
             self._all_closed = asyncio.Event()
             with contextlib.suppress(TimeoutError):
@@ -484,6 +487,10 @@ class LeanConnection(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         return self._current is None and self._parsing is None and not self._queue and self._relay is None
+
+    @property
+    def relaying(self) -> bool:
+        return self._relay is not None
 
     def idle_for_relay(self) -> bool:
         return self._current is None and not self._queue
