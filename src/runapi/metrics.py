@@ -50,6 +50,12 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.upstream_abandoned = Counter(
+            "runapi_upstream_abandoned_total",
+            "Upstream calls started while the ledger wrote the hold, then dropped because the hold "
+            "did not fit (the caller got a 402; nothing was billed).",
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, str], _Children] = {}
 
     def finished(

@@ -8,14 +8,20 @@ Every test runs on SQLite and on PostgreSQL (the `gateway` / `own_database_url` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
+import time
+from collections.abc import Iterator
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from runapi.canonical import Message, TextPart
 from runapi.canonical.estimate import estimate_input_tokens
@@ -30,11 +36,14 @@ from tests.procs import (
     gateway_env,
     get_task,
     http_json,
+    http_raw,
+    key_id_of,
     ledger_of,
     running_gateway,
     sim_call,
     start_gateway_process,
     wait_for,
+    write_config,
 )
 
 MODEL = "MiniMax-M2.7"
@@ -540,6 +549,202 @@ def test_two_concurrent_first_calls_are_free_only_once(gateway: Gateway) -> None
     ]
     row = account_row(gateway_db(gateway), account_id)
     assert (row["balance_micros"], row["held_micros"]) == (0, 0)
+
+
+def abandoned_upstream_calls(gw: Gateway) -> float:
+    status, _, text = http_raw("GET", f"{gw.url}/metrics")
+    assert status == 200
+    for line in text.decode().splitlines():
+        if line.startswith("runapi_upstream_abandoned_total "):
+            return float(line.split()[1])
+    raise AssertionError("runapi_upstream_abandoned_total is not in /metrics")
+
+
+def test_a_hold_refused_after_the_upstream_started_leaves_nothing_behind(gateway: Gateway) -> None:
+    """The upstream call starts while the ledger writes the hold (`Ledger.admit_ahead`). When the
+    hold then does not fit, the caller gets the 402 of §8.6 in its own dialect, without waiting for
+    the upstream, and nothing stays taken: no task, no hold, the concurrency slot and the
+    Idempotency-Key free again. Right after a refusal the account's holds are awaited first."""
+    account_id, key = gateway.new_account("0.0001")  # $0.0001: far less than any hold
+    free_task = free_call_first(gateway, key)  # a free first call would be answered first
+    gateway.cli(
+        "keys", "set-limits", key_id_of(gateway, account_id), "--model-class", "standard", "--concurrent", "1"
+    )
+    before = abandoned_upstream_calls(gateway)
+    slow = user("never billed\n@sim tokens=5 ttft_ms=5000")
+
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as refused:
+        oai(gateway, key).chat.completions.create(
+            model=MODEL, messages=slow, max_tokens=4000, extra_headers={"Idempotency-Key": "late-402"}
+        )
+    assert time.monotonic() - started < 4  # the 402 did not wait for the upstream's first token
+    assert refused.value.status_code == 402
+    assert refused.value.code == "insufficient_credits"
+    assert abandoned_upstream_calls(gateway) == before + 1
+
+    with pytest.raises(anthropic.APIStatusError) as refused_again:
+        anth(gateway, key).messages.create(model=MODEL, max_tokens=4000, messages=slow)
+    assert refused_again.value.status_code == 402
+    body = refused_again.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "billing_error"
+    assert abandoned_upstream_calls(gateway) == before + 1  # refused a moment ago: hold first
+
+    row = account_row(gateway_db(gateway), account_id)
+    assert (row["balance_micros"], row["held_micros"]) == (100, 0)
+    entries = ledger_of(gateway_db(gateway), account_id)
+    assert {e["task_id"] for e in entries if e["type"] in ("hold", "hold_release", "charge")} == {free_task}
+    tasks_now = db_rows(gateway_db(gateway), "SELECT id FROM tasks WHERE account_id = :a", a=account_id)
+    assert [t["id"] for t in tasks_now] == [free_task]
+
+    # With credit, the same Idempotency-Key makes the call (it was never bound to a task), and the
+    # one concurrency slot was given back by each refusal.
+    gateway.cli("credit", str(account_id), "5")
+    raw = oai(gateway, key).chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=user("billed now\n@sim tokens=5"),
+        max_tokens=4000,
+        extra_headers={"Idempotency-Key": "late-402"},
+    )
+    assert raw.parse().choices[0].message.content
+    assert "x-runapi-idempotent-replay" not in raw.headers
+    assert get_task(gateway, key, raw.headers["x-runapi-task-id"])["cost"]["amount_micros"] > 0
+
+
+@contextlib.contextmanager
+def writes_blocked(gw: Gateway, account_id: int, tables: str = "accounts, free_grants") -> Iterator[None]:
+    """Make the gateway's writes wait until the block ends: SQLite's write lock (every write), or
+    on PostgreSQL a lock on `tables` (reads go on; by default the two an admission writes first)."""
+    locked, release = threading.Event(), threading.Event()
+    url = gateway_db(gw)
+
+    async def hold() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                if url.startswith("sqlite"):
+                    await conn.execute(
+                        text("UPDATE accounts SET name = name WHERE id = :a"), {"a": account_id}
+                    )
+                else:
+                    await conn.execute(text(f"LOCK TABLE {tables} IN EXCLUSIVE MODE"))
+                locked.set()
+                await asyncio.get_running_loop().run_in_executor(None, release.wait, 60)
+                await conn.rollback()
+        finally:
+            await engine.dispose()
+
+    holder = threading.Thread(target=asyncio.run, args=(hold(),))
+    holder.start()
+    try:
+        assert locked.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join(60)
+
+
+def test_a_caller_gone_while_its_hold_is_written_gives_everything_back(gateway: Gateway) -> None:
+    """A client that leaves while admission waits for the ledger (a slow database, a short client
+    timeout) must not keep its concurrency slot, nor its hold or free-call reservation, once they
+    land: both admission paths, the free first call (answered before the upstream starts) and a
+    paid hold (written while the upstream starts)."""
+    account_id, key = gateway.new_account("5")
+    gateway.cli(
+        "keys", "set-limits", key_id_of(gateway, account_id), "--model-class", "standard", "--concurrent", "1"
+    )
+    hasty = oai(gateway, key, timeout=1.0)
+
+    def leaves_during_admission() -> None:
+        with writes_blocked(gateway, account_id), pytest.raises(openai.APITimeoutError):
+            hasty.chat.completions.create(model=MODEL, messages=user("gone\n@sim tokens=3"), max_tokens=100)
+
+    def reservations() -> tuple[int, list[str], list[str]]:
+        db = gateway_db(gateway)
+        held = int(account_row(db, account_id)["held_micros"])
+        grants = db_rows(db, "SELECT status FROM free_grants WHERE account_id = :a", a=account_id)
+        holds = db_rows(db, "SELECT status FROM holds WHERE account_id = :a", a=account_id)
+        return held, sorted(str(g["status"]) for g in grants), sorted(str(h["status"]) for h in holds)
+
+    leaves_during_admission()  # the free first call's reservation
+    wait_for(lambda: reservations() == (0, ["available"], []), timeout=20, what="the grant given back")
+    free_task = free_call_first(gateway, key)
+    leaves_during_admission()  # a paid hold
+    wait_for(lambda: reservations() == (0, ["consumed"], ["voided"]), timeout=20, what="the hold voided")
+
+    tasks_now = db_rows(gateway_db(gateway), "SELECT id FROM tasks WHERE account_id = :a", a=account_id)
+    assert [t["id"] for t in tasks_now] == [free_task]
+    done = oai(gateway, key).chat.completions.create(model=MODEL, messages=user("after\n@sim tokens=2"))
+    assert done.choices[0].message.content  # the one slot is free
+
+
+def test_a_caller_gone_while_its_task_waits_for_the_store_gives_everything_back(
+    simulator: Proc, own_database_url: str, tmp_path: Path
+) -> None:
+    """Task writes are never dropped: with the write buffer full, admitted callers wait for room.
+    One that leaves meanwhile gives back its concurrency slot and its hold (on PostgreSQL only the
+    tasks table is locked, so the caller is past admission; on SQLite every write waits, so it
+    leaves during admission, the case of the test above)."""
+    config = write_config(tmp_path, "[tasks]\nwrite_buffer_limit = 1\n")
+    env = gateway_env(own_database_url, simulator.url, RUNAPI_CONFIG=config)
+    with running_gateway(env, "0") as gw:
+        account_id, key = gw.new_account("5")
+        gw.cli(
+            "keys", "set-limits", key_id_of(gw, account_id), "--model-class", "standard", "--concurrent", "2"
+        )
+        free_task = free_call_first(gw, key)
+        slow: list[Any] = []
+        with writes_blocked(gw, account_id, tables="tasks"):
+            # The first call's task takes the one place in the buffer (and waits for the lock)...
+            first = threading.Thread(
+                target=lambda: slow.append(
+                    oai(gw, key, timeout=60).chat.completions.create(
+                        model=MODEL, messages=user("kept\n@sim tokens=3 ttft_ms=1500"), max_tokens=100
+                    )
+                )
+            )
+            first.start()
+            time.sleep(0.5)
+            # ...so the second one waits for room, and its client gives up.
+            with pytest.raises(openai.APITimeoutError):
+                oai(gw, key, timeout=1.0).chat.completions.create(
+                    model=MODEL, messages=user("gone\n@sim tokens=3"), max_tokens=100
+                )
+        first.join(60)
+        assert slow
+        assert slow[0].choices[0].message.content
+
+        def settled() -> tuple[list[str], int] | None:
+            row = account_row(gateway_db(gw), account_id)
+            holds = db_rows(gateway_db(gw), "SELECT status FROM holds WHERE account_id = :a", a=account_id)
+            statuses = sorted(str(h["status"]) for h in holds)
+            tasks_now = db_rows(gateway_db(gw), "SELECT id FROM tasks WHERE account_id = :a", a=account_id)
+            if row["held_micros"] or "open" in statuses or len(tasks_now) < 2:
+                return None  # still being written (task records are written behind)
+            assert free_task in {t["id"] for t in tasks_now}
+            return statuses, len(tasks_now)
+
+        # The first call's hold posted, the second's voided; no task for the second.
+        assert wait_for(settled, timeout=20, what="the holds and tasks written") == (["posted", "voided"], 2)
+
+        # Both slots are free: two calls at once get through.
+        both = [
+            threading.Thread(
+                target=lambda i=i: slow.append(
+                    oai(gw, key, timeout=60).chat.completions.create(
+                        model=MODEL, messages=user(f"pair {i}\n@sim tokens=2 ttft_ms=800")
+                    )
+                )
+            )
+            for i in range(2)
+        ]
+        for t in both:
+            t.start()
+        for t in both:
+            t.join(60)
+        assert len(slow) == 3
 
 
 # ---------------------------------------------------------------- 6. invoice == ledger

@@ -1,10 +1,11 @@
 """Group commit for the ledger's hot path: many requests' holds and settlements, one transaction.
 
-Each admission and settlement is durable before the request goes on (a hold before the upstream
-call, a charge before the terminal event), but the requests in flight at the same moment share one
-transaction: one commit (one fsync), one multi-row insert per table, and for the common case of
-many requests on one account, one guarded UPDATE for all of their holds. The writer is a single
-task per process, so on SQLite there is also no contention for the write lock between requests.
+Each admission and settlement is durable before the request goes on (a hold before anything of the
+upstream's answer is used, a charge before the terminal event), but the requests in flight at the
+same moment share one transaction: one commit (one fsync), one multi-row insert per table, and for
+the common case of many requests on one account, one guarded UPDATE for all of their holds. The
+writer is a single task per process, so on SQLite there is also no contention for the write lock
+between requests.
 
 Correctness does not depend on batching: a batch that fails as a whole is retried one job at a
 time in its own transaction, so one bad job cannot fail its neighbours.
@@ -96,12 +97,17 @@ class GroupCommitter:
     # ------------------------------------------------------------------ API
 
     async def admit(self, job: AdmitJob) -> Admission:
-        self._put(job)
+        self.put(job)
         return await job.done
 
     async def settle(self, job: SettleJob) -> Charge:
-        self._put(job)
+        self.put(job)
         return await job.done
+
+    def bets_on(self, account_id: int) -> bool:
+        """Whether this account's holds are expected to fit: it was not refused a moment ago."""
+        refused = self._refused_at.get(account_id)
+        return refused is None or refused < time.monotonic() - _NO_BET_SECONDS
 
     async def close(self) -> None:
         self._closed = True
@@ -112,7 +118,8 @@ class GroupCommitter:
 
     # ------------------------------------------------------------------ writer
 
-    def _put(self, job: AdmitJob | SettleJob) -> None:
+    def put(self, job: AdmitJob | SettleJob) -> None:
+        """Queue a job; its `done` future gets the answer once its batch is written."""
         self._queue.append(job)
         self._wake.set()
         if self._writer is None or self._writer.done():
@@ -277,8 +284,7 @@ class GroupCommitter:
     def _worth_a_bet(self, batch: _Batch) -> bool:
         if not self._refused_at:
             return True
-        horizon = time.monotonic() - _NO_BET_SECONDS
-        return all(self._refused_at.get(j.account_id, 0.0) < horizon for j in batch.admits)
+        return all(self.bets_on(j.account_id) for j in batch.admits)
 
     def _refused(self, account_id: int) -> None:
         now = time.monotonic()
@@ -305,12 +311,6 @@ _LOCK_ACCOUNTS = (
     .order_by(accounts.c.id)
     .with_for_update()
 )
-
-
-def prepare_admit(job: AdmitJob, base: Admission, prices_amount: int) -> AdmitJob:
-    job.base = base
-    job.amount = prices_amount
-    return job
 
 
 def _fail(job: AdmitJob | SettleJob, exc: BaseException) -> None:

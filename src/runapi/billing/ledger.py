@@ -139,6 +139,51 @@ class Ledger:
         max_output_tokens: int | None,
     ) -> Admission:
         """Reserve a free grant, else hold the worst-case cost; raise `InsufficientCredits` (402)."""
+        job = self._admit_job(
+            account_id, account_created_at, task_id, model, est_input_tokens, max_output_tokens
+        )
+        if isinstance(job, Admission):
+            return job  # the local model: nothing to hold, nothing to grant
+        return await self._group.admit(job)
+
+    def admit_ahead(
+        self,
+        *,
+        account_id: int,
+        account_created_at: datetime,
+        task_id: str,
+        model: ModelEntry,
+        est_input_tokens: int,
+        max_output_tokens: int | None,
+    ) -> asyncio.Future[Admission] | None:
+        """Queue the hold and return its answer unawaited, so that the caller can start the
+        upstream call while the hold is written (a database trip off the request's latency). The
+        caller awaits it before anything of the generation is used, stored or billed, and drops the
+        call if it fails (the usual 402). None when the answer must come first: a free first call
+        may apply (it caps the request sent upstream), the account was refused a moment ago (so
+        the next hold will likely fail too), or the model is free (`admit` answers at once)."""
+        if not self._group.bets_on(account_id):
+            return None
+        if self._grant_may_apply(account_id, account_created_at, model.id, self._clock()):
+            return None
+        job = self._admit_job(
+            account_id, account_created_at, task_id, model, est_input_tokens, max_output_tokens
+        )
+        if isinstance(job, Admission):
+            return None
+        self._group.put(job)
+        return job.done
+
+    def _admit_job(
+        self,
+        account_id: int,
+        account_created_at: datetime,
+        task_id: str,
+        model: ModelEntry,
+        est_input_tokens: int,
+        max_output_tokens: int | None,
+    ) -> AdmitJob | Admission:
+        """The job of one admission, or the Admission itself for a model that costs nothing."""
         now = self._clock()
         schedule = self.prices.schedule_for(model.id, now)
         base = Admission(
@@ -152,11 +197,11 @@ class Ledger:
             price_schedule_id=schedule.id if schedule else None,
         )
         if schedule is None or schedule.free:
-            return base  # the local model: nothing to hold, nothing to grant
+            return base
         amount = hold_micros(
             model, est_input_tokens, max_output_tokens, schedule.prices_for(est_input_tokens)
         )
-        job = AdmitJob(
+        return AdmitJob(
             account_id=account_id,
             account_created_at=account_created_at,
             task_id=task_id,
@@ -167,7 +212,6 @@ class Ledger:
             base=base,
             amount=amount,
         )
-        return await self._group.admit(job)
 
     def _grant_may_apply(self, account_id: int, created_at: datetime, model: str, now: datetime) -> bool:
         s = self.settings

@@ -31,6 +31,10 @@ class Generation:
     client_request_id: str | None = None
     fingerprint: str | None = None
     admission: Any = None  # billing Admission (None when billing is off)
+    # A hold queued but not yet answered (`Ledger.admit_ahead`): its future, until confirmed.
+    pending_admission: Any = None
+    # The provider call (`generate.UpstreamCall`) when it was started before the task existed.
+    upstream: Any = None
     ticket: Any = None  # limiter ticket (None when limits are off)
     refusal_state: Any = None  # limiter state of a 429, for its headers
     record: Any = None  # the task record (None when tasks are not wired)

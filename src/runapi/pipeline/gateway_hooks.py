@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 from runapi.billing import Ledger
-from runapi.billing.records import Admission
+from runapi.billing.records import Admission, Charge
 from runapi.canonical.codec import RateLimitView
 from runapi.errors import RunapiError
 from runapi.limits.limiter import Limiter, LimitExceeded, LimitState
@@ -61,6 +63,7 @@ class GatewayHooks(TaskSteps, PipelineHooks):
         self.tasks = tasks
         self.history = history
         self.metrics = metrics
+        self._orphans: set[asyncio.Future[Charge]] = set()  # voids of holds whose caller left
 
     def validate_callback_url(self, url: str) -> None:
         check_callback_url(url, self.settings.webhooks)
@@ -84,19 +87,60 @@ class GatewayHooks(TaskSteps, PipelineHooks):
                 self._rejected(exc)
                 raise
         if self.ledger is not None:
-            try:
-                gen.admission = await self.ledger.admit(
-                    account_id=principal.account_id,
-                    account_created_at=principal.account_created_at,
-                    task_id=gen.task_id,
-                    model=gen.model,
-                    est_input_tokens=gen.est_input_tokens,
-                    max_output_tokens=gen.decoded.request.max_output_tokens,
-                )
-            except RunapiError as exc:
-                await self._release_limits(gen)
-                self._rejected(exc)
-                raise
+            terms: dict[str, Any] = {
+                "account_id": principal.account_id,
+                "account_created_at": principal.account_created_at,
+                "task_id": gen.task_id,
+                "model": gen.model,
+                "est_input_tokens": gen.est_input_tokens,
+                "max_output_tokens": gen.decoded.request.max_output_tokens,
+            }
+            # An async task waits for a runner slot anyway: nothing to overlap the hold with.
+            ahead = self.ledger.admit_ahead(**terms) if gen.mode != "async" else None
+            if ahead is not None:
+                gen.pending_admission = ahead
+                return
+            await self._admission(gen, self.ledger.admit(**terms))
+
+    async def confirm_admission(self, gen: Generation) -> None:
+        pending, gen.pending_admission = gen.pending_admission, None
+        if pending is None:
+            return
+        try:
+            await self._admission(gen, pending)
+        except RunapiError:
+            if self.metrics is not None:
+                self.metrics.upstream_abandoned.inc()  # the pipeline drops the started call
+            raise
+
+    async def _admission(self, gen: Generation, answer: Awaitable[Admission]) -> None:
+        """Await the ledger's answer. A refusal gives the limits back; a caller who leaves while
+        the hold is being written (a disconnect cancels the handler) gives back the limits at once
+        and the hold as soon as it lands: neither may stay taken by a request that is gone."""
+        future = asyncio.ensure_future(answer)
+        try:
+            gen.admission = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._void_orphan)
+            await self._release_limits(gen)
+            raise
+        except RunapiError as exc:
+            await self._release_limits(gen)
+            self._rejected(exc)
+            raise
+
+    async def give_back(self, gen: Generation) -> None:
+        await self._release_limits(gen)
+        if self.ledger is not None and isinstance(gen.admission, Admission):
+            await self.ledger.void(gen.admission, "canceled_before_start")
+        await self.release_idempotency(gen)
+
+    def _void_orphan(self, future: asyncio.Future[Admission]) -> None:
+        if future.cancelled() or future.exception() is not None or self.ledger is None:
+            return
+        void = asyncio.ensure_future(self.ledger.void(future.result(), "canceled_before_start"))
+        self._orphans.add(void)
+        void.add_done_callback(self._orphans.discard)
 
     def rate_limit_headers(self, gen: Generation) -> dict[str, str]:
         state: LimitState | None = None

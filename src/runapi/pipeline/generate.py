@@ -38,6 +38,77 @@ Settle = Callable[[Generation, RunapiError | None, bool], Awaitable[None]]
 OutputDebit = Callable[[Generation, int], Awaitable[None]]
 
 
+class UpstreamCall:
+    """The provider call of one generation, opened before its events are read.
+
+    `start` asks for the first event at once, in a task of its own, so the upstream works while
+    the pipeline still waits for something else (the ledger writing the hold); `run_generation`
+    then reads on from it. A call whose admission fails is dropped with `abandon`."""
+
+    __slots__ = ("events", "first", "held_back", "ready_at", "started")
+
+    def __init__(self, gen: Generation, *, streaming: bool) -> None:
+        request = gen.decoded.request
+        if gen.admission is not None and gen.admission.output_cap is not None:
+            cap = gen.admission.output_cap
+            if request.max_output_tokens is None or request.max_output_tokens > cap:
+                request = request.with_changes(max_output_tokens=cap)
+        # Upstream streams exactly when someone reads frames as they come (a client, or an async
+        # task's event log); otherwise one whole response is cheaper to fetch and to decode.
+        if request.stream != streaming:
+            request = request.with_changes(stream=streaming)
+        # Providers enforce stop sequences themselves (MiniMax ignores `stop`, llama.cpp applies
+        # it), so that they can keep reading upstream for the usage after a match.
+        self.events: AsyncIterator[Event] = gen.provider.stream(request, gen.model)
+        self.first: asyncio.Future[Event] | None = None
+        self.started = time.monotonic()
+        self.ready_at: float | None = None  # when the first read finished
+        # Time the upstream's answer waited for ours (the hold): the gateway's, not the upstream's.
+        self.held_back = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.first = asyncio.ensure_future(anext(self.events))
+        self.first.add_done_callback(self._ready)
+
+    def _ready(self, _: object) -> None:
+        self.ready_at = time.monotonic()
+
+    def admitted(self) -> None:
+        """The admission it waited for is confirmed: from here on the generation reads it."""
+        if self.ready_at is not None:
+            self.held_back = time.monotonic() - self.ready_at
+
+    async def abandon(self) -> None:
+        """Drop the call: a pending first read is canceled (the provider closes its connection
+        as it unwinds), then the stream is closed."""
+        first = self.first
+        if first is not None:
+            if not first.done():
+                first.cancel()
+                await asyncio.wait({first})
+            if not first.cancelled():
+                first.exception()  # read, so it is not reported as never retrieved
+        await _close(self.events)
+
+
+class _Prefetched:
+    """The provider's events when the first one was asked for ahead (`UpstreamCall.start`)."""
+
+    __slots__ = ("_events", "_first")
+
+    def __init__(self, first: asyncio.Future[Event], events: AsyncIterator[Event]) -> None:
+        self._first: asyncio.Future[Event] | None = first
+        self._events = events
+
+    def __aiter__(self) -> _Prefetched:
+        return self
+
+    def __anext__(self) -> Awaitable[Event]:
+        first, self._first = self._first, None
+        return first if first is not None else self._events.__anext__()
+
+
 class _FirstEventKeepalive:
     """The provider's events, with SSE comments sent while waiting for the first one (MiniMax
     thinks for seconds before its first byte; proxies and clients must not time out meanwhile).
@@ -45,7 +116,7 @@ class _FirstEventKeepalive:
     After the first event, `__anext__` hands out the provider's own awaitable: no extra async
     generator between the provider and the loop, which is one hop less per streamed token."""
 
-    __slots__ = ("_events", "_interval", "_keepalive", "_run_on", "_sink", "_started")
+    __slots__ = ("_events", "_first_read", "_interval", "_keepalive", "_run_on", "_sink", "_started")
 
     def __init__(
         self,
@@ -54,8 +125,10 @@ class _FirstEventKeepalive:
         keepalive: bytes,
         interval: float,
         run_on_without_client: bool,
+        first: asyncio.Future[Event] | None = None,
     ) -> None:
         self._events = events
+        self._first_read = first
         self._sink = sink
         self._keepalive = keepalive
         self._interval = interval
@@ -72,7 +145,7 @@ class _FirstEventKeepalive:
         return self._first()
 
     async def _first(self) -> Event:
-        first = asyncio.ensure_future(anext(self._events))
+        first = self._first_read or asyncio.ensure_future(anext(self._events))
         try:
             while True:
                 done, _ = await asyncio.wait({first}, timeout=self._interval)
@@ -103,29 +176,18 @@ async def run_generation(
 ) -> None:
     """Drive the provider to the end. Fills `gen.completion`/`gen.usage`; calls `settle` exactly
     once with the error (if any) and whether the client went away."""
-    request = gen.decoded.request
-    if gen.admission is not None and gen.admission.output_cap is not None:
-        cap = gen.admission.output_cap
-        if request.max_output_tokens is None or request.max_output_tokens > cap:
-            request = request.with_changes(max_output_tokens=cap)
-    # Upstream streams exactly when someone reads frames as they come (a client, or an async
-    # task's event log); otherwise one whole response is cheaper to fetch and to decode.
-    if request.stream != (sink is not None):
-        request = request.with_changes(stream=sink is not None)
-    # Providers enforce stop sequences themselves (MiniMax ignores `stop`, llama.cpp applies it),
-    # so that they can keep reading upstream for the usage after a match.
-    provider_events = gen.provider.stream(request, gen.model)
-    events = (
-        provider_events
-        if sink is None
-        else _FirstEventKeepalive(
-            provider_events, sink, keepalive, keepalive_interval, continue_without_client
+    call = gen.upstream or UpstreamCall(gen, streaming=sink is not None)
+    provider_events = call.events
+    events: AsyncIterator[Event]
+    if sink is not None:
+        events = _FirstEventKeepalive(
+            provider_events, sink, keepalive, keepalive_interval, continue_without_client, call.first
         )
-    )
+    else:
+        events = provider_events if call.first is None else _Prefetched(call.first, provider_events)
     acc = Accumulator()
     error: RunapiError | None = None
     client_gone = False
-    upstream_started = time.monotonic()
     debited_chars = 0
     try:
         async for event in events:
@@ -160,7 +222,7 @@ async def run_generation(
         error = InternalError(f"The gateway failed while generating: {type(exc).__name__}.")
     finally:
         await _close(provider_events)
-        gen.upstream_seconds = time.monotonic() - upstream_started
+        gen.upstream_seconds = time.monotonic() - call.started - call.held_back
         gen.completion = acc.finish()
         finished = gen.completion.finish_reason is not None
         if error is None and not client_gone and not finished:

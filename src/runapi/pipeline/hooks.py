@@ -40,6 +40,17 @@ class PipelineHooks:
         raise InternalError("Idempotent replays need the tasks package.")
 
     async def admit(self, gen: Generation) -> None:
+        """Take what the request needs (limits, a hold). May leave the hold's answer pending
+        (`gen.pending_admission`): the pipeline then starts the upstream call and awaits it with
+        `confirm_admission` before the task exists."""
+        return None
+
+    async def confirm_admission(self, gen: Generation) -> None:
+        return None
+
+    async def give_back(self, gen: Generation) -> None:
+        """Admitted, but its task could not be set up (the caller left, the task store failed):
+        nothing will run, so release what admission took (limits, hold, Idempotency-Key)."""
         return None
 
     async def with_history(self, decoded: Decoded, principal: Principal) -> Decoded:

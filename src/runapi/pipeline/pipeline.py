@@ -6,6 +6,7 @@ the only place that does.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -18,7 +19,7 @@ from runapi.canonical.estimate import estimate_input_tokens
 from runapi.errors import ErrorKind, RunapiError
 from runapi.ids import new_ulid
 from runapi.pipeline.context import Generation
-from runapi.pipeline.generate import ClientGone, run_generation
+from runapi.pipeline.generate import ClientGone, UpstreamCall, run_generation
 from runapi.pipeline.headers import Prefer, client_request_id, idempotency_key
 from runapi.pipeline.hooks import PipelineHooks
 from runapi.server.exchange import SSE_HEADERS, STREAMED, Answer, Exchange, Reply
@@ -100,12 +101,27 @@ class Pipeline:
                 return await self.hooks.replay(request, gen, replay, headers)
             try:
                 await self.hooks.admit(gen)
+                if gen.pending_admission is not None:
+                    # The hold is being written: let the upstream start meanwhile (a database
+                    # trip off the added latency). Nothing of it is used before the hold holds.
+                    gen.upstream = UpstreamCall(gen, streaming=gen.mode == "stream")
+                    gen.upstream.start()
+                    await self.hooks.confirm_admission(gen)
+                    gen.upstream.admitted()
             except BaseException:
+                await _drop_upstream(gen)
                 await self.hooks.release_idempotency(gen)
                 raise
             headers.update(self.hooks.rate_limit_headers(gen))
             headers["X-RunAPI-Task-Id"] = gen.task_id
-            await self.hooks.task_created(gen)
+            try:
+                await self.hooks.task_created(gen)
+            except BaseException:
+                # Until the run below owns the generation, a failure here settles nothing: give
+                # back what admission took (a full task buffer makes callers wait, and leave).
+                await _drop_upstream(gen)
+                await asyncio.shield(self.hooks.give_back(gen))
+                raise
         except RunapiError as exc:
             if gen is not None:
                 headers.update(self.hooks.rate_limit_headers(gen))
@@ -287,6 +303,13 @@ class Pipeline:
         if error.kind is ErrorKind.INTERNAL:
             log.error("internal error on %s: %s", surface.endpoint, error.message)
         return Reply(status, {**headers, **extra}, body)
+
+
+async def _drop_upstream(gen: Generation) -> None:
+    """The upstream call started ahead of a task that will not run: drop it."""
+    if gen.upstream is not None:
+        await gen.upstream.abandon()
+        gen.upstream = None
 
 
 def _ms(seconds: float) -> str:
