@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import gc
 import logging
-import multiprocessing
 import os
-import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Coroutine
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from runapi.auth import AccountRepository, KeyRepository
@@ -65,7 +65,7 @@ async def _freeze_startup_heap(app: web.Application) -> None:
     gc.freeze()
 
 
-def _serve_on(sock: socket.socket, settings: Settings, announce: str | None) -> None:
+def serve_on(sock: socket.socket, settings: Settings, announce: str | None) -> None:
     from runapi.wiring import build_gateway
 
     _install_uvloop()
@@ -139,24 +139,17 @@ def serve(settings: Settings) -> None:
     host, port = sock.getsockname()[:2]
     announce = f"runapi listening on http://{host}:{port}"
     if settings.workers <= 1:
-        _serve_on(sock, settings, announce)
+        serve_on(sock, settings, announce)
         return
     # Workers share the listening socket (pre-fork); shared state lives in the database and Redis.
-    ctx = multiprocessing.get_context("fork")
-    procs = [
-        ctx.Process(target=_serve_on, args=(sock, settings, announce if i == 0 else None), daemon=False)
-        for i in range(settings.workers)
-    ]
-    for p in procs:
-        p.start()
-
-    def stop(*_: object) -> None:
-        for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for p in procs:
-        p.join()
-    sys.exit(0)
+    # The supervisor replaces this process (same pid), so the CLI's heap is not what they fork from.
+    # An unlinked file, left open across the exec: the settings reach the workers only by its fd.
+    resolved = tempfile.TemporaryFile()  # noqa: SIM115
+    resolved.write(msgspec.msgpack.encode(settings))
+    resolved.flush()
+    os.set_inheritable(resolved.fileno(), True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = [sys.executable, "-m", "runapi.cli.supervisor"]
+    argv += [str(sock.fileno()), str(resolved.fileno()), str(settings.workers), announce]
+    os.execv(sys.executable, argv)
