@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+import random
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import DateTime, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from runapi.store.bulk import BulkStatement
+from runapi.store.bulk import BulkStatement, _faster
 from runapi.store.database import Database
 from runapi.store.schema import tasks
 
@@ -89,3 +91,32 @@ async def test_the_same_statement_compiles_once(db: Database) -> None:
     stmt = insert(tasks)
     assert db.bulk.of(stmt) is db.bulk.of(stmt)
     assert db.bulk.of(stmt) is not db.bulk.of(insert(tasks))
+
+
+def test_sqlite_timestamps_get_the_text_sqlalchemy_writes() -> None:
+    dialect = sqlite.dialect()
+    theirs = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+    ours = _faster(theirs)
+    assert ours is not theirs  # the fast path is taken on SQLite
+    rng = random.Random(7)
+    zones = [None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    values = [
+        datetime(
+            rng.randint(1, 9999),
+            rng.randint(1, 12),
+            rng.randint(1, 28),
+            rng.randint(0, 23),
+            rng.randint(0, 59),
+            rng.randint(0, 59),
+            rng.choice([0, 1, 999_999, rng.randint(0, 999_999)]),
+            tzinfo=rng.choice(zones),
+        )
+        for _ in range(500)
+    ]
+    for value in values + values[:50]:  # the second time, some from the one-value cache
+        assert ours(value) == theirs(value), value
+    assert ours(None) is None
+    assert ours(date(2026, 1, 2)) == theirs(date(2026, 1, 2))  # not a datetime: SQLAlchemy's own
+    pg = postgresql.asyncpg.dialect()
+    other = DateTime(timezone=True).dialect_impl(pg).bind_processor(pg)
+    assert _faster(other) is other

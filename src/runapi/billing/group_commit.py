@@ -187,7 +187,14 @@ class GroupCommitter:
         for account_id, model in work.consumed_grants:
             ledger._consumed_grants.add((account_id, model))
         for future, outcome in results:
-            if not future.done():
+            if future.cancelled():
+                if isinstance(outcome, Admission) and outcome.reserved:
+                    # Its caller left while the hold was written (a disconnect cancels the
+                    # request): nobody will settle it, so it is voided in the next batch.
+                    self.put(
+                        SettleJob(outcome, None, "canceled_before_start", future.get_loop().create_future())
+                    )
+            elif not future.done():
                 if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                 else:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from runapi.billing import Ledger
-from runapi.billing.records import Admission, Charge
+from runapi.billing.records import Admission
 from runapi.canonical.codec import RateLimitView
 from runapi.errors import RunapiError
 from runapi.limits.limiter import Limiter, LimitExceeded, LimitState
@@ -63,7 +63,6 @@ class GatewayHooks(TaskSteps, PipelineHooks):
         self.tasks = tasks
         self.history = history
         self.metrics = metrics
-        self._orphans: set[asyncio.Future[Charge]] = set()  # voids of holds whose caller left
 
     def validate_callback_url(self, url: str) -> None:
         check_callback_url(url, self.settings.webhooks)
@@ -114,19 +113,15 @@ class GatewayHooks(TaskSteps, PipelineHooks):
             raise
 
     async def _admission(self, gen: Generation, answer: Awaitable[Admission]) -> None:
-        """Await the ledger's answer. A refusal gives the limits back; a caller who leaves while
-        the hold is being written (a disconnect cancels the handler) gives back the limits at once
-        and the hold as soon as it lands: neither may stay taken by a request that is gone."""
-        future = asyncio.ensure_future(answer)
+        """Await the ledger's answer. A refusal gives the limits back; so does a caller who
+        leaves while the hold is being written (a disconnect cancels the handler), whose hold the
+        ledger voids as soon as it lands: neither may stay taken by a request that is gone."""
         try:
-            gen.admission = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            future.add_done_callback(self._void_orphan)
+            gen.admission = await answer
+        except BaseException as exc:  # a refusal, a ledger failure, or the caller gone
             await self._release_limits(gen)
-            raise
-        except RunapiError as exc:
-            await self._release_limits(gen)
-            self._rejected(exc)
+            if isinstance(exc, RunapiError):
+                self._rejected(exc)
             raise
 
     async def give_back(self, gen: Generation) -> None:
@@ -134,13 +129,6 @@ class GatewayHooks(TaskSteps, PipelineHooks):
         if self.ledger is not None and isinstance(gen.admission, Admission):
             await self.ledger.void(gen.admission, "canceled_before_start")
         await self.release_idempotency(gen)
-
-    def _void_orphan(self, future: asyncio.Future[Admission]) -> None:
-        if future.cancelled() or future.exception() is not None or self.ledger is None:
-            return
-        void = asyncio.ensure_future(self.ledger.void(future.result(), "canceled_before_start"))
-        self._orphans.add(void)
-        void.add_done_callback(self._orphans.discard)
 
     def rate_limit_headers(self, gen: Generation) -> dict[str, str]:
         state: LimitState | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Dialect
@@ -43,7 +44,7 @@ class BulkStatement:
         params: list[tuple[str | None, Any, Any]] = []
         for name in compiled.positiontup:
             bind = compiled.binds[name]
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            processor = _faster(bind.type.dialect_impl(dialect).bind_processor(dialect))
             if not bind.required:
                 value = bind.effective_value
                 params.append((None, processor(value) if processor is not None else value, None))
@@ -99,6 +100,44 @@ class BulkStatement:
                 raise KeyError(name)
             out.append(value if extra is None else extra(value))
         return tuple(out)
+
+
+_SAMPLES = (
+    datetime(2026, 11, 26, 9, 5, 7, 1234, tzinfo=UTC),
+    datetime(2026, 1, 2, 3, 4, 5),
+    datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+)
+
+
+def _faster(processor: Any) -> Any:
+    """SQLite's DATETIME processor (a `%` format over seven attributes) was the costliest one of
+    a hot row: several timestamps per request, and a ledger batch binds the same `now` in every
+    row. The same text comes from `isoformat` cut before any UTC offset (SQLite stores none),
+    and the last value is kept for the next row. Used only where it gives the processor's own
+    text, checked here once; anything but a datetime goes to the processor itself."""
+    if processor is None:
+        return None
+    try:
+        if any(processor(d) != _iso_text(d) for d in _SAMPLES):
+            return processor
+    except Exception:  # not a datetime processor
+        return processor
+    last: list[Any] = [None, None]
+
+    def process(value: Any) -> Any:
+        if value is last[0] and value is not None:
+            return last[1]
+        if type(value) is not datetime:
+            return processor(value)
+        text = _iso_text(value)
+        last[0], last[1] = value, text
+        return text
+
+    return process
+
+
+def _iso_text(value: datetime) -> str:
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def driver_connection(conn: AsyncConnection) -> Any:
