@@ -4,10 +4,11 @@ balances and monthly invoices (runapi-contract §7 to §10)."""
 from runapi.billing.credit import TopUp, credit_usd, record_topup
 from runapi.billing.ledger import BalanceView, Ledger
 from runapi.billing.pricing import PriceBook, PriceSchedule, cost_micros, hold_micros, seed_price_schedules
-from runapi.billing.records import Admission, Charge
+from runapi.billing.records import Admission, AdmissionTerms, Charge
 
 __all__ = [
     "Admission",
+    "AdmissionTerms",
     "BalanceView",
     "Charge",
     "Ledger",

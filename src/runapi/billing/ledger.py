@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Unpack
 
 import msgspec
 from sqlalchemy import BigInteger, String, and_, bindparam, case, false, func, null, or_, select, true, update
@@ -46,7 +47,7 @@ from .entries import (
 )
 from .group_commit import AdmitJob, GroupCommitter, SettleJob
 from .pricing import PriceBook, hold_micros
-from .records import Admission, Charge
+from .records import Admission, AdmissionTerms, Charge
 from .settlement import Post, Settlement, Void, account_deltas_statement, charge_for
 
 __all__ = ["Admission", "BalanceView", "Charge", "Ledger", "TopUp"]
@@ -128,67 +129,43 @@ class Ledger:
 
     # ------------------------------------------------------------ admission
 
-    async def admit(
-        self,
-        *,
-        account_id: int,
-        account_created_at: datetime,
-        task_id: str,
-        model: ModelEntry,
-        est_input_tokens: int,
-        max_output_tokens: int | None,
-    ) -> Admission:
+    async def admit(self, **terms: Unpack[AdmissionTerms]) -> Admission:
         """Reserve a free grant, else hold the worst-case cost; raise `InsufficientCredits` (402)."""
-        job = self._admit_job(
-            account_id, account_created_at, task_id, model, est_input_tokens, max_output_tokens
-        )
+        job = self._admit_job(terms)
         if isinstance(job, Admission):
             return job  # the local model: nothing to hold, nothing to grant
         return await self._group.admit(job)
 
-    def admit_ahead(
-        self,
-        *,
-        account_id: int,
-        account_created_at: datetime,
-        task_id: str,
-        model: ModelEntry,
-        est_input_tokens: int,
-        max_output_tokens: int | None,
-    ) -> asyncio.Future[Admission] | None:
+    def admit_ahead(self, **terms: Unpack[AdmissionTerms]) -> asyncio.Future[Admission] | None:
         """Queue the hold and return its answer unawaited, so that the caller can start the
         upstream call while the hold is written (a database trip off the request's latency). The
         caller awaits it before anything of the generation is used, stored or billed, and drops the
         call if it fails (the usual 402). None when the answer must come first: a free first call
         may apply (it caps the request sent upstream), the account was refused a moment ago (so
         the next hold will likely fail too), or the model is free (`admit` answers at once)."""
+        account_id = terms["account_id"]
         if not self._group.bets_on(account_id):
             return None
-        if self._grant_may_apply(account_id, account_created_at, model.id, self._clock()):
+        if self._grant_may_apply(account_id, terms["account_created_at"], terms["model"].id, self._clock()):
             return None
-        job = self._admit_job(
-            account_id, account_created_at, task_id, model, est_input_tokens, max_output_tokens
-        )
+        job = self._admit_job(terms)
         if isinstance(job, Admission):
             return None
         self._group.put(job)
         return job.done
 
-    def _admit_job(
-        self,
-        account_id: int,
-        account_created_at: datetime,
-        task_id: str,
-        model: ModelEntry,
-        est_input_tokens: int,
-        max_output_tokens: int | None,
-    ) -> AdmitJob | Admission:
+    def _admit_job(self, terms: AdmissionTerms) -> AdmitJob | Admission:
         """The job of one admission, or the Admission itself for a model that costs nothing."""
         now = self._clock()
+        model, est_input_tokens, max_output_tokens = (
+            terms["model"],
+            terms["est_input_tokens"],
+            terms["max_output_tokens"],
+        )
         schedule = self.prices.schedule_for(model.id, now)
         base = Admission(
-            task_id=task_id,
-            account_id=account_id,
+            task_id=terms["task_id"],
+            account_id=terms["account_id"],
             model=model.id,
             hold_micros=0,
             free_call=False,
@@ -202,9 +179,9 @@ class Ledger:
             model, est_input_tokens, max_output_tokens, schedule.prices_for(est_input_tokens)
         )
         return AdmitJob(
-            account_id=account_id,
-            account_created_at=account_created_at,
-            task_id=task_id,
+            account_id=terms["account_id"],
+            account_created_at=terms["account_created_at"],
+            task_id=terms["task_id"],
             model=model,
             est_input_tokens=est_input_tokens,
             max_output_tokens=max_output_tokens,

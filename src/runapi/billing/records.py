@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypedDict
 
 import msgspec
+
+from runapi.catalog import ModelEntry
+
+
+class AdmissionTerms(TypedDict):
+    """What admission needs to know of a request: the keywords of `Ledger.admit` and
+    `Ledger.admit_ahead`."""
+
+    account_id: int
+    account_created_at: datetime
+    task_id: str
+    model: ModelEntry
+    est_input_tokens: int
+    max_output_tokens: int | None
 
 
 class Admission(msgspec.Struct, frozen=True, kw_only=True):

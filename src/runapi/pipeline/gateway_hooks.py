@@ -10,10 +10,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
 
 from runapi.billing import Ledger
-from runapi.billing.records import Admission
+from runapi.billing.records import Admission, AdmissionTerms
 from runapi.canonical.codec import RateLimitView
 from runapi.errors import RunapiError
 from runapi.limits.limiter import Limiter, LimitExceeded, LimitState
@@ -86,14 +85,14 @@ class GatewayHooks(TaskSteps, PipelineHooks):
                 self._rejected(exc)
                 raise
         if self.ledger is not None:
-            terms: dict[str, Any] = {
-                "account_id": principal.account_id,
-                "account_created_at": principal.account_created_at,
-                "task_id": gen.task_id,
-                "model": gen.model,
-                "est_input_tokens": gen.est_input_tokens,
-                "max_output_tokens": gen.decoded.request.max_output_tokens,
-            }
+            terms = AdmissionTerms(
+                account_id=principal.account_id,
+                account_created_at=principal.account_created_at,
+                task_id=gen.task_id,
+                model=gen.model,
+                est_input_tokens=gen.est_input_tokens,
+                max_output_tokens=gen.decoded.request.max_output_tokens,
+            )
             # An async task waits for a runner slot anyway: nothing to overlap the hold with.
             ahead = self.ledger.admit_ahead(**terms) if gen.mode != "async" else None
             if ahead is not None:
