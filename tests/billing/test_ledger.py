@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from runapi.billing import Admission, Ledger, PriceBook
+from runapi.billing.ledger import MAX_AHEAD
 from runapi.catalog import Catalog
 from runapi.errors import Conflict, InsufficientCredits, NotFound
 from runapi.ids import new_ulid
@@ -105,6 +106,41 @@ async def test_settling_twice_charges_once(
     assert (await ledger.balance(account.id)).balance_micros == 1_000_000 - 588
     assert [t for t, _ in await entries_of(db, adm.task_id)] == ["hold", "hold_release", "charge"]
     await assert_ledger_consistent(db, account.id)
+
+
+def admit_ahead(ledger: Ledger, catalog: Catalog, account: Account) -> asyncio.Future[Admission] | None:
+    return ledger.admit_ahead(
+        account_id=account.id,
+        account_created_at=account.created_at,
+        task_id=task(),
+        model=catalog.resolve("MiniMax-M2.7"),
+        est_input_tokens=1000,
+        max_output_tokens=1000,
+    )
+
+
+async def test_holds_answered_later_are_bounded_and_refused_accounts_wait(
+    ledger: Ledger, catalog: Catalog, new_account: NewAccount, clock: Clock
+) -> None:
+    """`admit_ahead` queues a hold and hands back its answer to await later, up to `MAX_AHEAD`
+    pending at once; past that, and for an account refused a moment ago, the caller must admit
+    (and wait) first."""
+    account = await old_account(new_account, clock)
+    await ledger.topup(account.id, 10_000_000, "pay-ahead")
+    pending = [admit_ahead(ledger, catalog, account) for _ in range(MAX_AHEAD)]
+    assert admit_ahead(ledger, catalog, account) is None  # the bound
+    answers = await asyncio.gather(*(p for p in pending if p is not None))
+    assert len(answers) == MAX_AHEAD
+    assert {(a.hold_micros, a.reserved) for a in answers} == {(HOLD_1K, True)}
+    assert admit_ahead(ledger, catalog, account) is not None  # answered: room again
+
+    poor = await old_account(new_account, clock)
+    await ledger.topup(poor.id, 10, "pay-poor")
+    refused = admit_ahead(ledger, catalog, poor)
+    assert refused is not None
+    with pytest.raises(InsufficientCredits):
+        await refused
+    assert admit_ahead(ledger, catalog, poor) is None  # refused a moment ago: admit first
 
 
 async def test_void_releases_the_hold_without_charge(
