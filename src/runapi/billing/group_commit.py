@@ -33,7 +33,6 @@ import msgspec
 from sqlalchemy import bindparam, insert, select
 
 from runapi.canonical import Usage
-from runapi.catalog import ModelEntry
 from runapi.store.batch import BatchTransaction, CheckFailed
 from runapi.store.schema import accounts, holds
 
@@ -57,15 +56,21 @@ _INSERT_HOLDS = insert(holds)
 
 @dataclass(slots=True)
 class AdmitJob:
-    account_id: int
+    """One admission to write: `base` becomes its answer once the hold (`amount`, the worst case)
+    or a free grant is in place."""
+
+    base: Admission
     account_created_at: datetime
-    task_id: str
-    model: ModelEntry
-    est_input_tokens: int
-    max_output_tokens: int | None
+    amount: int
     done: asyncio.Future[Admission]
-    base: Admission | None = None
-    amount: int = 0
+
+    @property
+    def account_id(self) -> int:
+        return self.base.account_id
+
+    @property
+    def task_id(self) -> str:
+        return self.base.task_id
 
 
 @dataclass(slots=True)
@@ -211,17 +216,17 @@ class GroupCommitter:
         needs_hold: list[AdmitJob] = []
         tried: set[tuple[int, str]] = set()  # one grant attempt per (account, model) per batch
         for job in jobs:
-            assert job.base is not None
-            grant = (job.account_id, job.model.id)
+            grant = (job.account_id, job.base.model)
             reserved = False
             if grant not in tried and ledger._grant_may_apply(
-                job.account_id, job.account_created_at, job.model.id, now
+                job.account_id, job.account_created_at, job.base.model, now
             ):
                 tried.add(grant)
-                reserved = await ledger._reserve_grant(tx, job.account_id, job.model.id, job.task_id, now)
+                reserved = await ledger._reserve_grant(tx, job.account_id, job.base.model, job.task_id, now)
             if reserved:
                 cap = ledger.settings.free_call_output_cap
-                capped = cap if job.max_output_tokens is None else min(job.max_output_tokens, cap)
+                asked = job.base.output_cap  # the request's own max_tokens
+                capped = cap if asked is None else min(asked, cap)
                 out.append(
                     (
                         job.done,
@@ -282,7 +287,6 @@ class GroupCommitter:
                 ],
             )
             for job in held:
-                assert job.base is not None
                 out.append(
                     (job.done, msgspec.structs.replace(job.base, hold_micros=job.amount, reserved=True))
                 )

@@ -191,15 +191,10 @@ class Ledger:
             model, est_input_tokens, max_output_tokens, schedule.prices_for(est_input_tokens)
         )
         return AdmitJob(
-            account_id=terms["account_id"],
-            account_created_at=terms["account_created_at"],
-            task_id=terms["task_id"],
-            model=model,
-            est_input_tokens=est_input_tokens,
-            max_output_tokens=max_output_tokens,
-            done=asyncio.get_running_loop().create_future(),
             base=base,
+            account_created_at=terms["account_created_at"],
             amount=amount,
+            done=asyncio.get_running_loop().create_future(),
         )
 
     def _grant_may_apply(self, account_id: int, created_at: datetime, model: str, now: datetime) -> bool:
