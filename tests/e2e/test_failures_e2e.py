@@ -29,9 +29,18 @@ from tests.procs import (
 MODEL = "MiniMax-M2.7"
 
 
-@pytest.fixture(scope="module")
-def tenant(gateway: Gateway) -> Tenant:
-    return new_tenant(gateway)
+@pytest.fixture(scope="module", params=["first-call", "paid"])
+def tenant(gateway: Gateway, request: pytest.FixtureRequest) -> Tenant:
+    """Both admission paths. While the model's free first call may apply (a failed one keeps
+    it), admission waits for the ledger before the upstream call; once it is used, the upstream
+    call starts while the hold is written, and a failure may come back before the hold does."""
+    t = new_tenant(gateway)
+    if request.param == "paid":
+        free = oai(gateway, t).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": prompt("tokens=2")}]
+        )
+        assert free.choices[0].message.content
+    return t
 
 
 def oai(gw: Gateway, t: Tenant) -> openai.OpenAI:
