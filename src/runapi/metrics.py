@@ -52,8 +52,8 @@ class Metrics:
         )
         self.upstream_abandoned = Counter(
             "runapi_upstream_abandoned_total",
-            "Upstream calls started while the ledger wrote the hold, then dropped because the hold "
-            "did not fit (the caller got a 402; nothing was billed).",
+            "Upstream calls started while the ledger wrote the hold, then dropped unused: the hold "
+            "was refused (the caller got a 402) or the caller left meanwhile. Nothing was billed.",
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, str], _Children] = {}

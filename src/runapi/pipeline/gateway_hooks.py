@@ -106,9 +106,9 @@ class GatewayHooks(TaskSteps, PipelineHooks):
             return
         try:
             await self._admission(gen, pending)
-        except RunapiError:
+        except BaseException:  # refused, or the caller left: the pipeline drops the started call
             if self.metrics is not None:
-                self.metrics.upstream_abandoned.inc()  # the pipeline drops the started call
+                self.metrics.upstream_abandoned.inc()
             raise
 
     async def _admission(self, gen: Generation, answer: Awaitable[Admission]) -> None:
