@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -89,7 +90,10 @@ class LimitTicket:
     slot: SlotRef
     limits: LimitValues
     est_input_tokens: int
-    state: LimitState
+    # The headers' view, built from `used` (what the key and the account had used at the last
+    # exchange with the backend) when first asked for: most tickets are viewed once, at the end.
+    state: LimitState | None = None
+    used: tuple[Used, Used] | None = None
     # False when admitted without a check (limits disabled, or shared state down in "open" mode).
     checked: bool = True
     output_reported: int = 0
@@ -112,6 +116,10 @@ class Limiter:
         self.enabled = enabled
         self._clock = clock
         self._live: set[LimitTicket] = set()
+        # Slot ids only need to be unique among live slots (across processes, for Redis): a
+        # ULID per limiter, then a counter.
+        self._slot_prefix = new_ulid()
+        self._slot_numbers = itertools.count()
         self._lease_keeper: asyncio.Task[None] | None = None
         self._warn = _ThrottledWarning(interval=10.0)
 
@@ -125,7 +133,8 @@ class Limiter:
         est_input_tokens: int,
     ) -> LimitTicket:
         """Admit one request or raise `LimitExceeded` (a `RateLimited`) without debiting anything."""
-        slot = SlotRef(key_id=key_id, account_id=account_id, model_class=model_class, slot_id=new_ulid())
+        slot_id = f"{self._slot_prefix}.{next(self._slot_numbers):x}"
+        slot = SlotRef(key_id=key_id, account_id=account_id, model_class=model_class, slot_id=slot_id)
         est = max(0, est_input_tokens)
         if not self.enabled:
             return _unchecked(slot, limits, est)
@@ -142,16 +151,17 @@ class Limiter:
                 "Rate-limit state is unavailable right now; please retry shortly.",
                 retry_after=_UNAVAILABLE_RETRY_SECONDS,
             ) from exc
-        state = _state(limits, outcome.key, outcome.account)
         if outcome.refusal is not None:
             raise LimitExceeded(
-                _refusal_message(outcome.refusal, model_class), refusal=outcome.refusal, state=state
+                _refusal_message(outcome.refusal, model_class),
+                refusal=outcome.refusal,
+                state=_state(limits, outcome.key, outcome.account),
             )
         ticket = LimitTicket(
             slot=slot,
             limits=limits,
             est_input_tokens=est,
-            state=state,
+            used=(outcome.key, outcome.account),
             last_flush=self._clock(),
         )
         if self.backend.needs_lease_refresh:
@@ -201,6 +211,9 @@ class Limiter:
 
     def view(self, ticket: LimitTicket) -> LimitState:
         """The rate-limit state as of the ticket's last exchange with the backend (no I/O)."""
+        if ticket.state is None:
+            assert ticket.used is not None  # a checked ticket: every exchange leaves its `used`
+            ticket.state = _state(ticket.limits, *ticket.used)
         return ticket.state
 
     async def aclose(self) -> None:
@@ -284,7 +297,7 @@ def _unchecked(slot: SlotRef, limits: LimitValues, est: int) -> LimitTicket:
 
 
 def _remember(ticket: LimitTicket, used: tuple[Used, Used]) -> None:
-    ticket.state = _state(ticket.limits, *used)
+    ticket.used, ticket.state = used, None
 
 
 def _bucket(limit: int, used: float) -> BucketState:

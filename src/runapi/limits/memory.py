@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from runapi.limits.buckets import (
+    WINDOW_SECONDS,
     Adjustment,
     AdmitOutcome,
     AdmitRequest,
     Scope,
     SlotRef,
     Used,
-    drain,
     scope_refusals,
     seconds_until_full,
     worst,
@@ -41,10 +41,15 @@ class _ScopeState:
 
     def bring_to(self, now: float, limits: LimitValues) -> None:
         elapsed = now - self.at
-        self.requests = drain(self.requests, limits.rpm, elapsed)
-        self.input_tokens = drain(self.input_tokens, limits.itpm, elapsed)
-        self.output_tokens = drain(self.output_tokens, limits.otpm, elapsed)
-        self.at = max(self.at, now)
+        if elapsed > 0:  # (the amounts are never negative: without time passing nothing changes)
+            # `drain` written out: four times a request, three buckets each.
+            if (cap := limits.rpm) > 0:
+                self.requests = max(0.0, self.requests - elapsed * cap / WINDOW_SECONDS)
+            if (cap := limits.itpm) > 0:
+                self.input_tokens = max(0.0, self.input_tokens - elapsed * cap / WINDOW_SECONDS)
+            if (cap := limits.otpm) > 0:
+                self.output_tokens = max(0.0, self.output_tokens - elapsed * cap / WINDOW_SECONDS)
+            self.at = now
         self.limits = limits
 
     def used(self) -> Used:
