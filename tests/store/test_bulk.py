@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, DateTime, bindparam, insert, select, update
+from sqlalchemy import JSON, Boolean, DateTime, bindparam, insert, select, update
 from sqlalchemy.dialects import sqlite
 
 from runapi.store.bulk import BulkStatement, _faster
@@ -96,7 +96,7 @@ async def test_the_same_statement_compiles_once(db: Database) -> None:
 def test_sqlite_timestamps_get_the_text_sqlalchemy_writes() -> None:
     dialect = sqlite.dialect()
     theirs = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
-    ours = _faster(theirs)
+    ours = _faster(theirs, dialect)
     assert ours is not theirs  # the fast path is taken on SQLite
     rng = random.Random(7)
     zones = [None, UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
@@ -119,4 +119,26 @@ def test_sqlite_timestamps_get_the_text_sqlalchemy_writes() -> None:
     assert ours(date(2026, 1, 2)) == theirs(date(2026, 1, 2))  # not a datetime: SQLAlchemy's own
     other = JSON().dialect_impl(dialect).bind_processor(dialect)  # not a datetime formatter
     assert other is not None
-    assert _faster(other) is other
+    assert _faster(other, dialect) is other  # no engine serializer on a bare dialect: left alone
+
+
+async def test_booleans_and_json_get_the_values_sqlalchemy_binds(db: Database) -> None:
+    dialect = db.engine.dialect
+    for column_type, values, refused in (
+        (Boolean(), [None, True, False], ["yes", 2]),
+        (JSON(), [None, {}, {"k": [1, 2.5, None, "é"]}, [{"a": {"b": True}}], "text", 3], []),
+    ):
+        theirs = column_type.dialect_impl(dialect).bind_processor(dialect)
+        ours = _faster(theirs, dialect)
+        if db.is_sqlite or isinstance(column_type, JSON):
+            assert ours is not theirs, column_type  # the fast path is taken here
+        for value in values:
+            assert ours(value) == theirs(value), value
+            assert type(ours(value)) is type(theirs(value)), value
+        for value in refused:  # what SQLAlchemy refuses, it still refuses
+            with pytest.raises((TypeError, ValueError)):
+                theirs(value)
+            with pytest.raises((TypeError, ValueError)):
+                ours(value)
+    json_processor = JSON().dialect_impl(dialect).bind_processor(dialect)
+    assert _faster(json_processor, dialect)(JSON.NULL) == json_processor(JSON.NULL)

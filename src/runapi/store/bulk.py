@@ -44,7 +44,7 @@ class BulkStatement:
         params: list[tuple[str | None, Any, Any]] = []
         for name in compiled.positiontup:
             bind = compiled.binds[name]
-            processor = _faster(bind.type.dialect_impl(dialect).bind_processor(dialect))
+            processor = _faster(bind.type.dialect_impl(dialect).bind_processor(dialect), dialect)
             if not bind.required:
                 value = bind.effective_value
                 params.append((None, processor(value) if processor is not None else value, None))
@@ -102,26 +102,39 @@ class BulkStatement:
         return tuple(out)
 
 
-_SAMPLES = (
+def _faster(processor: Any, dialect: Dialect) -> Any:
+    """A stand-in for a dialect's bind processor on a hot row's column, used only where it gives
+    the processor's own output on samples checked here once; any other value still goes to the
+    processor itself. Several run per request, and the stock ones each add calls (a strictness
+    check, a sentinel test, a `%` format over seven attributes)."""
+    if processor is None:
+        return None
+    for make in (_datetime_text, _boolean_int, _json_text):
+        fast = make(processor, dialect)
+        if fast is not None:
+            return fast
+    return processor
+
+
+def _agrees(processor: Any, fast: Any, samples: tuple[Any, ...]) -> bool:
+    try:
+        return all(processor(v) == fast(v) and type(processor(v)) is type(fast(v)) for v in samples)
+    except Exception:  # not a processor of this kind of value
+        return False
+
+
+_DATETIMES = (
     datetime(2026, 11, 26, 9, 5, 7, 1234, tzinfo=UTC),
     datetime(2026, 1, 2, 3, 4, 5),
     datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
 )
 
 
-def _faster(processor: Any) -> Any:
-    """SQLite's DATETIME processor (a `%` format over seven attributes) was the costliest one of
-    a hot row: several timestamps per request, and a ledger batch binds the same `now` in every
-    row. The same text comes from `isoformat` cut before any UTC offset (SQLite stores none),
-    and the last value is kept for the next row. Used only where it gives the processor's own
-    text, checked here once; anything but a datetime goes to the processor itself."""
-    if processor is None:
+def _datetime_text(processor: Any, _dialect: Dialect) -> Any:
+    """SQLite's DATETIME text is `isoformat` cut before any UTC offset (SQLite stores none); a
+    ledger batch binds the same `now` in every row, so the last value is kept for the next."""
+    if not _agrees(processor, _iso_text, _DATETIMES):
         return None
-    try:
-        if any(processor(d) != _iso_text(d) for d in _SAMPLES):
-            return processor
-    except Exception:  # not a datetime processor
-        return processor
     last: list[Any] = [None, None]
 
     def process(value: Any) -> Any:
@@ -138,6 +151,42 @@ def _faster(processor: Any) -> Any:
 
 def _iso_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
+
+
+def _boolean_int(processor: Any, _dialect: Dialect) -> Any:
+    """A Boolean where the database has none (SQLite): 1, 0 or NULL; anything else (which the
+    stock processor refuses) goes to it."""
+    table = {True: 1, False: 0}
+    if not _agrees(processor, lambda v: None if v is None else table[v], (None, True, False)):
+        return None
+
+    def process(value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is bool:
+            return table[value]
+        return processor(value)
+
+    return process
+
+
+_JSON_SAMPLES: tuple[Any, ...] = (None, {}, {"a": [1, "x", None]}, [1, 2.5], "text")
+
+
+def _json_text(processor: Any, dialect: Dialect) -> Any:
+    """JSON through the engine's serializer, minus the stock processor's sentinel checks, for the
+    plain containers rows carry (None included: it is stored as JSON `null`, as the processor
+    does)."""
+    serialize = getattr(dialect, "_json_serializer", None)
+    if serialize is None or not _agrees(processor, serialize, _JSON_SAMPLES):
+        return None
+
+    def process(value: Any) -> Any:
+        if value is None or type(value) is dict or type(value) is list:
+            return serialize(value)
+        return processor(value)
+
+    return process
 
 
 def driver_connection(conn: AsyncConnection) -> Any:
