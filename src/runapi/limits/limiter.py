@@ -91,7 +91,8 @@ class LimitTicket:
     limits: LimitValues
     est_input_tokens: int
     # The headers' view, built from `used` (what the key and the account had used at the last
-    # exchange with the backend) when first asked for: most tickets are viewed once, at the end.
+    # exchange with the backend) when first asked for: the headers view it once, at admission,
+    # and a release need not build it again.
     state: LimitState | None = None
     used: tuple[Used, Used] | None = None
     # False when admitted without a check (limits disabled, or shared state down in "open" mode).
