@@ -6,15 +6,21 @@ there) and looks at its process tree through /proc.
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
+from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
+from runapi.console.http import COOKIE
 from tests.conftest import REDIS_URL
 from tests.procs import Gateway, Proc, gateway_env, running_gateway, wait_for
 
@@ -76,6 +82,41 @@ def completions(gw: Gateway, n: int) -> list[str]:
     return texts
 
 
+def _console(gw: Gateway, method: str, path: str, cookies: dict[str, str], form: str | None = None) -> Any:
+    """One request over a new connection (so any worker may answer), as a browser sends it."""
+    address = urllib.parse.urlsplit(gw.url)
+    conn = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=30)
+    headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+    if form is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    try:
+        conn.request(method, path, body=form, headers=headers)
+        reply = conn.getresponse()
+        reply.text = reply.read().decode()
+        reply.cookies = {
+            k: m.value for k, m in SimpleCookie(", ".join(reply.headers.get_all("Set-Cookie") or [])).items()
+        }
+        return reply
+    finally:
+        conn.close()
+
+
+def console_sign_in(gw: Gateway) -> str:
+    """Sign in to the console with the account's key, as a browser does; the session cookie."""
+    form = _console(gw, "GET", "/console/login", {})
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text)
+    assert token is not None, form.text[:500]
+    body = urllib.parse.urlencode({"login_token": token.group(1), "key": gw.api_key})
+    reply = _console(gw, "POST", "/console/login", form.cookies, body)
+    assert reply.status == 303, reply.text[:500]
+    return str(reply.cookies[COOKIE])
+
+
+def console_overview(gw: Gateway, cookie: str) -> int:
+    """The account's overview page over a new connection: its status."""
+    return int(_console(gw, "GET", "/console/overview", {COOKIE: cookie}).status)
+
+
 def test_workers_serve_one_port_are_replaced_when_they_die_and_stop_together(
     workers_gateway: Gateway,
 ) -> None:
@@ -87,6 +128,8 @@ def test_workers_serve_one_port_are_replaced_when_they_die_and_stop_together(
     # holds a fraction of a worker's memory; forked from the CLI it held as much as a worker.
     assert rss_kb(supervisor) * 3 < min(rss_kb(pid) for pid in first), (rss_kb(supervisor), first)
     assert all(completions(gw, 6))
+    cookie = console_sign_in(gw)
+    assert [console_overview(gw, cookie) for _ in range(4)] == [200] * 4
 
     # A worker that dies once it has been serving is replaced (one that dies while starting stops
     # the service instead: the next test).
@@ -96,6 +139,13 @@ def test_workers_serve_one_port_are_replaced_when_they_die_and_stop_together(
     now = workers_when(supervisor, lambda k: len(k) == 2 and victim not in k, "a new worker")
     assert len(now - first) == 1
     assert all(completions(gw, 6))
+
+    # Once neither worker that saw the sign-in is left, the console session is still good: it is
+    # shared state, like limits and balances (held in a worker's memory it signed people out).
+    survivor = max(first)
+    os.kill(survivor, signal.SIGKILL)
+    now = workers_when(supervisor, lambda k: len(k) == 2 and not (k & first), "two new workers")
+    assert [console_overview(gw, cookie) for _ in range(4)] == [200] * 4
 
     gw.proc.popen.terminate()
     assert gw.proc.popen.wait(timeout=30) == 0

@@ -133,7 +133,7 @@ async def overview(request: web.Request, session: ConsoleSession) -> web.StreamR
     svc = services(request)
     figures = await account_figures(svc.db, principal.account_id)
     if figures is None:
-        console_state(request).sessions.close(session.token)
+        await console_state(request).sessions.close(session.token)
         return redirect(f"{PREFIX}/login")
     now = datetime.now(UTC)
     days = window(now, DAYS)

@@ -111,12 +111,12 @@ def check_origin(request: web.Request) -> bool:
 async def current_session(request: web.Request) -> ConsoleSession | None:
     """The caller's session, or None. A session of a key revoked since sign-in ends here."""
     state = console_state(request)
-    session = state.sessions.get(request.cookies.get(COOKIE))
+    session = await state.sessions.get(request.cookies.get(COOKIE))
     if session is None or session.principal is None:
         return session
     key = await key_state(services(request).db, session.principal.key_id)
     if key is None or key.revoked:
-        state.sessions.close_key(session.principal.key_id)
+        await state.sessions.close_key(session.principal.key_id)
         return None
     return session
 

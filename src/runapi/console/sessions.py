@@ -1,26 +1,34 @@
-"""Console sign-in sessions, held in this process's memory.
+"""Console sign-in sessions, kept in the database so that every gateway process knows them.
 
-The cookie carries a random token, never the API key: the key was checked once at sign-in and the
-token maps to the principal it resolved to. Sessions end at `ttl_seconds`, at sign-out, or when the
-process restarts (everyone signs in again, which is acceptable for an operator console). With
-several gateway workers a session is only known to the worker that created it, so the console
-should be served by one worker (or sticky routing).
+With `runapi serve --workers N` the workers share one listening socket and any of them may answer
+the next page; sessions held in one process's memory signed people out at random. The cookie
+carries a random token, never the API key: the key was checked once at sign-in and the row holds
+the principal it resolved to. The database keeps only the token's SHA-256, so a copy of the table
+opens no session. Sessions end at `ttl_seconds`, at sign-out, or when their key is revoked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from sqlalchemy import delete, insert, select
 
 from runapi.auth import Principal
+from runapi.store.database import Database
+from runapi.store.schema import console_sessions
 
 __all__ = ["ConsoleSession", "SessionStore", "new_token", "same_token"]
 
 DEFAULT_TTL_SECONDS = 12 * 3600.0
-DEFAULT_MAX_SESSIONS = 10_000
+# Sign-ins kept per key (and for the operator): the oldest go first, so signing in in a loop
+# cannot grow the table without bound.
+DEFAULT_MAX_PER_KEY = 100
 
 
 def new_token() -> str:
@@ -32,12 +40,16 @@ def same_token(presented: str | None, expected: str) -> bool:
     return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class ConsoleSession:
     token: str
     csrf: str  # sent back in every form; a POST without it is refused
     principal: Principal | None  # None: the operator, signed in with the admin key
-    expires_at: float  # on the store's monotonic clock
+    expires_at: datetime
 
     @property
     def is_admin(self) -> bool:
@@ -47,57 +59,81 @@ class ConsoleSession:
 class SessionStore:
     def __init__(
         self,
+        db: Database,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
-        max_sessions: int = DEFAULT_MAX_SESSIONS,
-        clock: Callable[[], float] = time.monotonic,
+        max_per_key: int = DEFAULT_MAX_PER_KEY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.db = db
         self.ttl_seconds = ttl_seconds
-        self.max_sessions = max_sessions
+        self.max_per_key = max_per_key
         self._clock = clock
-        self._sessions: dict[str, ConsoleSession] = {}  # insertion order = creation order
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def open(self, principal: Principal | None) -> ConsoleSession:
+    async def open(self, principal: Principal | None) -> ConsoleSession:
         """A new session for a principal (None: the operator)."""
-        if len(self._sessions) >= self.max_sessions:
-            self._evict()
+        now = self._clock()
         session = ConsoleSession(
             token=new_token(),
             csrf=new_token(),
             principal=principal,
-            expires_at=self._clock() + self.ttl_seconds,
+            expires_at=now + timedelta(seconds=self.ttl_seconds),
         )
-        self._sessions[session.token] = session
+        key_id = principal.key_id if principal is not None else None
+        s = console_sessions.c
+        async with self.db.begin() as conn:
+            # Sign-in is rare: the expired rows go here, not on a timer.
+            await conn.execute(delete(console_sessions).where(s.expires_at <= now))
+            await conn.execute(
+                insert(console_sessions).values(
+                    token_hash=_digest(session.token),
+                    csrf=session.csrf,
+                    key_id=key_id,
+                    principal=msgspec.to_builtins(principal) if principal is not None else None,
+                    created_at=now,
+                    expires_at=session.expires_at,
+                )
+            )
+            same_key = s.key_id.is_(None) if key_id is None else s.key_id == key_id
+            kept = (
+                select(s.token_hash)
+                .where(same_key)
+                .order_by(s.created_at.desc(), s.token_hash)
+                .limit(self.max_per_key)
+            )
+            await conn.execute(delete(console_sessions).where(same_key, s.token_hash.not_in(kept)))
         return session
 
-    def get(self, token: str | None) -> ConsoleSession | None:
-        if not token:
+    async def get(self, token: str | None) -> ConsoleSession | None:
+        if not token or len(token) > 128:
             return None
-        session = self._sessions.get(token)
-        if session is None:
+        s = console_sessions.c
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(s.csrf, s.principal, s.expires_at).where(s.token_hash == _digest(token))
+                )
+            ).first()
+        if row is None:
             return None
-        if session.expires_at <= self._clock():
-            del self._sessions[token]
+        expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        if expires_at <= self._clock():
+            await self.close(token)
             return None
-        return session
+        principal = msgspec.convert(row.principal, Principal, strict=False) if row.principal else None
+        return ConsoleSession(token=token, csrf=row.csrf, principal=principal, expires_at=expires_at)
 
-    def close(self, token: str) -> None:
-        self._sessions.pop(token, None)
+    async def close(self, token: str) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(
+                delete(console_sessions).where(console_sessions.c.token_hash == _digest(token))
+            )
 
-    def close_key(self, key_id: str) -> None:
+    async def close_key(self, key_id: str) -> None:
         """End every session opened with this key (it was revoked)."""
-        self._sessions = {
-            t: s for t, s in self._sessions.items() if s.principal is None or s.principal.key_id != key_id
-        }
+        async with self.db.begin() as conn:
+            await conn.execute(delete(console_sessions).where(console_sessions.c.key_id == key_id))
 
-    def _evict(self) -> None:
-        """Full: drop expired sessions, and if that is not enough, the oldest tenth (bounded memory
-        even when someone signs in in a loop)."""
-        now = self._clock()
-        self._sessions = {t: s for t, s in self._sessions.items() if s.expires_at > now}
-        if len(self._sessions) >= self.max_sessions:
-            drop = max(1, self.max_sessions // 10)
-            for token in list(self._sessions)[:drop]:
-                del self._sessions[token]
+    async def count(self) -> int:
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(select(console_sessions.c.token_hash))).all()
+        return len(rows)

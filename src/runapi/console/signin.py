@@ -82,17 +82,17 @@ async def login(request: web.Request) -> web.StreamResponse:
     state = console_state(request)
     admin_key = svc.settings.admin_key
     if admin_key and same_token(secret, admin_key):
-        session = state.sessions.open(None)
+        session = await state.sessions.open(None)
     else:
         try:
             principal = await svc.keys.authenticate(secret)
         except AuthenticationFailed:
             return _form(request, expected, "That key was not accepted. Check it and try again.", 401)
-        session = state.sessions.open(principal)
+        session = await state.sessions.open(principal)
     # A fresh token at every sign-in (no session fixation); an older session of this browser ends.
     previous = request.cookies.get(COOKIE)
     if previous:
-        state.sessions.close(previous)
+        await state.sessions.close(previous)
     response = redirect(_home(session.is_admin))
     response.set_cookie(
         COOKIE,
@@ -114,7 +114,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     else:
         if await posted_form(request, session) is None:
             return forbidden(request, session, "The sign-out form expired. Reload the page and try again.")
-        console_state(request).sessions.close(session.token)
+        await console_state(request).sessions.close(session.token)
         response = redirect(f"{PREFIX}/login")
     response.del_cookie(COOKIE, path=PREFIX)
     return secured(response)

@@ -1,5 +1,6 @@
-"""What the console builds once per process: the template environment, the sessions, the static
-files (read into memory at first use; they are a few kilobytes) and a task reader.
+"""What the console builds once per process: the template environment, the session store (the
+sessions themselves live in the database, shared by every process), the static files (read into
+memory at first use; they are a few kilobytes) and a task reader.
 
 It lives in `Services.extras["console"]`, created on the first console request, because the console
 contributes routes only (`routes()`), not startup hooks, and the app is frozen by then.
@@ -71,8 +72,8 @@ def _static_files() -> dict[str, StaticFile]:
 
 @dataclass
 class ConsoleState:
+    sessions: SessionStore
     templates: jinja2.Environment = field(default_factory=_templates)
-    sessions: SessionStore = field(default_factory=SessionStore)
     static: dict[str, StaticFile] = field(default_factory=_static_files)
     reader: TaskStore | None = None  # used when the app wired no `Tasks`
 
@@ -81,7 +82,7 @@ def console_state(request: web.Request) -> ConsoleState:
     svc = services(request)
     state = svc.extras.get(CONSOLE_EXTRA)
     if not isinstance(state, ConsoleState):
-        state = ConsoleState()
+        state = ConsoleState(sessions=SessionStore(svc.db))
         svc.extras[CONSOLE_EXTRA] = state
     return state
 

@@ -219,6 +219,21 @@ webhook_stopped_urls = Table(
     Column("stopped_at", TS, nullable=False),
 )
 
+# Console sign-ins (`console/sessions.py`), here so that every gateway process knows them. The
+# token itself is never stored, only its SHA-256; `principal` is what the key resolved to.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("csrf", String(64), nullable=False),
+    Column("key_id", String(40)),  # None: the operator (admin key)
+    Column("principal", JSON),
+    Column("created_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Index("ix_console_sessions_key", "key_id", "created_at"),
+    Index("ix_console_sessions_expires", "expires_at"),
+)
+
 # Live gateway processes, by heartbeat; tasks of a process that stopped beating are orphans.
 instances = Table(
     "instances",
