@@ -161,8 +161,10 @@ class _ThreadServer:
     """A RESP server on its own thread (so it answers while the test's event loop is stuck):
     `+PONG` to every command after `delay` seconds, or nothing at all when `silent`."""
 
-    def __init__(self, delay: float = 0.0, silent: bool = False) -> None:
-        self.delay, self.silent = delay, silent
+    def __init__(self, delay: float = 0.0, silent: bool = False, each: float = 0.0) -> None:
+        # `each`: answer the commands of a read one by one, that long apart (a Redis working
+        # through a burst), instead of all together after `delay`.
+        self.delay, self.silent, self.each = delay, silent, each
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -172,8 +174,14 @@ class _ThreadServer:
         conn, _ = self.sock.accept()
         with conn:
             while data := conn.recv(65536):
-                if not self.silent:
-                    time.sleep(self.delay)
+                if self.silent:
+                    continue
+                time.sleep(self.delay)
+                if self.each:
+                    for _ in range(data.count(b"*1\r\n")):
+                        time.sleep(self.each)
+                        conn.sendall(b"+PONG\r\n")
+                else:
                     conn.sendall(b"+PONG\r\n" * data.count(b"*1\r\n"))
 
     def close(self) -> None:
@@ -245,6 +253,33 @@ def test_a_silent_server_times_out(new_loop: Callable[[], asyncio.AbstractEventL
     loop = new_loop()
     try:
         assert loop.run_until_complete(scenario()) < 5.0  # bounded, not hung
+    finally:
+        loop.close()
+        server.close()
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_a_busy_redis_that_keeps_answering_is_not_reported_down(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """Twelve commands sent at once, answered one every 30 ms: the last reply comes ~0.36 s after
+    it was asked for, three deadlines (0.1 s) late, but replies kept arriving meanwhile, so every
+    caller gets its answer. (Failing them answered 503 for a live Redis under a burst.)"""
+    server = _ThreadServer(each=0.03)
+
+    async def scenario() -> list[object]:
+        client = RespClient("127.0.0.1", server.port)
+        try:
+            assert await client.call("PING", reply_within=1.0) == "PONG"  # connected
+            calls = [client.call("PING", reply_within=0.1) for _ in range(10)]
+            many = client.call_many([("PING",), ("PING",)], reply_within=0.1)
+            return [*await asyncio.gather(*calls), await many]
+        finally:
+            await client.aclose()
+
+    loop = new_loop()
+    try:
+        assert loop.run_until_complete(scenario()) == ["PONG"] * 10 + [["PONG", "PONG"]]
     finally:
         loop.close()
         server.close()

@@ -79,10 +79,16 @@ def parse_reply(buf: bytearray | bytes, pos: int) -> tuple[Any, int]:
     raise RespProtocolError(f"unexpected reply type byte {kind!r}")
 
 
+# A reply overdue while the connection keeps delivering others waits at most this many more
+# windows: Redis is alive and this command is queued behind a burst (see `_overdue`).
+_BUSY_WINDOWS = 8
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.replies_read = 0  # so far on this connection: progress a deadline can check
         self._buf = bytearray()
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._out: list[bytes] = []  # commands sent in this loop iteration, written together
@@ -116,6 +122,7 @@ class _Connection(asyncio.Protocol):
                 if value is INCOMPLETE:
                     break
                 pos = pos_after
+                self.replies_read += 1
                 reply = self._waiting.popleft()
                 if reply.done():
                     continue  # its caller gave up (timeout): the reply is read and dropped
@@ -143,15 +150,31 @@ class _Connection(asyncio.Protocol):
                 reply.set_exception(ConnectionError(str(exc)))
 
 
-def _overdue(loop: asyncio.AbstractEventLoop, replies: Sequence[asyncio.Future[Any]]) -> None:
-    """The deadline passed; fail what is still unanswered, but only after one more poll for I/O.
+def _overdue(
+    loop: asyncio.AbstractEventLoop,
+    replies: Sequence[asyncio.Future[Any]],
+    conn: _Connection,
+    read_before: int,
+    window: float,
+    windows_left: int,
+) -> None:
+    """The deadline passed; fail what is still unanswered, unless Redis is plainly alive.
 
-    A busy event loop reaches a deadline late, and libuv (uvloop) runs due timers before it reads
-    the sockets: a reply already waiting in the socket would lose to its own deadline, and the
-    caller would report Redis as down (and leak the slot the script already took). Re-arming for
-    the next iteration lets that poll happen first, on either loop."""
-    if any(not reply.done() for reply in replies):
-        loop.call_later(0.001, _expire, replies)
+    A busy Redis is not a down one: when other replies arrived on this connection during the
+    window, this command is queued behind a burst (thousands of admissions at once pipeline on the
+    one connection), and the deadline moves by another window, up to `_BUSY_WINDOWS`. Failing it
+    answered 503 for a live Redis (1,457 of 5,000 streams in one bench run).
+
+    Otherwise the reply gets one more poll for I/O: a busy event loop reaches a deadline late, and
+    libuv (uvloop) runs due timers before it reads the sockets, so a reply already waiting in the
+    socket would lose to its own deadline, and the caller would report Redis as down (and leak the
+    slot the script already took). Re-arming for the next iteration lets that poll happen first."""
+    if all(reply.done() for reply in replies):
+        return
+    if conn.replies_read > read_before and windows_left > 0 and conn.lost is None:
+        loop.call_later(window, _overdue, loop, replies, conn, conn.replies_read, window, windows_left - 1)
+        return
+    loop.call_later(0.001, _expire, replies)
 
 
 def _expire(replies: Sequence[asyncio.Future[Any]]) -> None:
@@ -227,7 +250,9 @@ class RespClient:
         conn.send(encode_command(args), reply)
         if reply_within is None:
             return await reply
-        deadline = loop.call_later(reply_within, _overdue, loop, (reply,))
+        deadline = loop.call_later(
+            reply_within, _overdue, loop, (reply,), conn, conn.replies_read, reply_within, _BUSY_WINDOWS
+        )
         try:
             return await reply
         finally:
@@ -246,7 +271,9 @@ class RespClient:
             conn.send(encode_command(args), reply)
         deadline = None
         if reply_within is not None:
-            deadline = loop.call_later(reply_within, _overdue, loop, replies)
+            deadline = loop.call_later(
+                reply_within, _overdue, loop, replies, conn, conn.replies_read, reply_within, _BUSY_WINDOWS
+            )
         try:
             return await _gather_replies(replies)
         finally:
