@@ -64,16 +64,21 @@ def test_render_places_every_parameter_once_and_in_order() -> None:
     assert status_count("BEGIN") == 0
 
 
-def test_a_plain_insert_of_many_rows_is_one_statement() -> None:
-    sql = "INSERT INTO t (a, b) VALUES ($1::VARCHAR, coalesce($2, 0))"
-    assert render_rows(sql, [("x", 1), ("it's", None)]) == [
-        "INSERT INTO t (a, b) VALUES ('x'::VARCHAR, coalesce((1), 0)), ('it''s'::VARCHAR, coalesce(NULL, 0))"
+def test_a_plain_insert_of_many_rows_is_one_statement_without_casts() -> None:
+    sql = "INSERT INTO t (a, b, c) VALUES ($1::VARCHAR, coalesce($2, 0), $3::TIMESTAMP WITH TIME ZONE)"
+    at = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+    assert render_rows(sql, [("x", 1, at), ("it's", None, None)]) == [
+        "INSERT INTO t (a, b, c) VALUES ('x', coalesce((1), 0), '2026-11-26T07:00:00+00:00'), "
+        "('it''s', coalesce(NULL, 0), NULL)"
     ]
-    assert render_rows(sql, [("x", 1)]) == [render(sql, ("x", 1))]
-    # Anything after the VALUES group (a conflict clause, RETURNING) keeps one statement a row.
-    # (So does a VALUES group nested deeper than the hot statements need: it is not parsed.)
+    assert render_rows(sql, [("x", 1, None)]) == [
+        "INSERT INTO t (a, b, c) VALUES ('x', coalesce((1), 0), NULL)"
+    ]
+    assert render_rows(sql, []) == []
+    # Anything after the VALUES group (a conflict clause, RETURNING) keeps one statement a row,
+    # casts and all; so does a group nested deeper than the hot statements need (not parsed).
     deeper = "INSERT INTO t (a, b) VALUES ($1, coalesce($2, (0)))"
-    rows = [("x", 1), ("y", 2)]
+    rows = [("x", 1, at), ("y", 2, at)]
     for statement in (sql + " ON CONFLICT DO NOTHING", sql + " RETURNING t.a", deeper):
         assert render_rows(statement, rows) == [render(statement, row) for row in rows]
 
