@@ -53,6 +53,29 @@ def test_literals() -> None:
     for value in ("a\x00b", b"bytes", 1.5, Decimal("NaN"), date(2026, 1, 2)):
         with pytest.raises(NotScriptable):
             literal(value)
+        with pytest.raises(NotScriptable):  # the same through a statement (its own fast paths)
+            render("SELECT $1", (value,))
+
+
+def test_render_writes_each_value_as_literal_does() -> None:
+    now = datetime(2026, 11, 26, 9, 5, 7, 1234, tzinfo=timezone(timedelta(hours=-5)))
+    values = [
+        *TRICKY,
+        None,
+        True,
+        False,
+        0,
+        -7,
+        2**40,
+        Decimal("2.5"),
+        Kind.HOLD,
+        now,
+        now,
+        datetime(2026, 1, 2),
+    ]
+    sql = "SELECT " + ", ".join(f"${i}::TEXT" for i in range(1, len(values) + 1))
+    assert render(sql, values) == "SELECT " + ", ".join(f"{literal(v)}::TEXT" for v in values)
+    assert render("SELECT '{}', $1", (5,)) == "SELECT '{}', (5)"  # braces of the SQL stay as they are
 
 
 def test_render_places_every_parameter_once_and_in_order() -> None:
