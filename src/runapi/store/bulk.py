@@ -135,15 +135,18 @@ def _datetime_text(processor: Any, _dialect: Dialect) -> Any:
     ledger batch binds the same `now` in every row, so the last value is kept for the next."""
     if not _agrees(processor, _iso_text, _DATETIMES):
         return None
-    last: list[Any] = [None, None]
+    # One (value, text) pair, replaced whole: no reader pairs a value with another's text.
+    last: tuple[Any, str] = (None, "")
 
     def process(value: Any) -> Any:
-        if value is last[0] and value is not None:
-            return last[1]
+        nonlocal last
+        seen, text = last
+        if value is seen and value is not None:
+            return text
         if type(value) is not datetime:
             return processor(value)
         text = _iso_text(value)
-        last[0], last[1] = value, text
+        last = (value, text)
         return text
 
     return process

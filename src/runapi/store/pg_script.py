@@ -71,17 +71,19 @@ _BY_TYPE: dict[type, Any] = {
 }
 
 
-# A batch writes the same `now` in every row (and two columns of some): its text is kept.
-_last_datetime: list[Any] = [None, ""]
+# A batch writes the same `now` in every row (and two columns of some): its text is kept, as one
+# (value, text) pair replaced whole, so that no reader can pair a value with another's text.
+_last_datetime: tuple[datetime | None, str] = (None, "")
 
 
 def _datetime_literal(value: datetime) -> str:
-    last = _last_datetime
-    if value is last[0]:
-        return str(last[1])
+    global _last_datetime
+    seen, text = _last_datetime
+    if value is seen:
+        return text
     aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     text = f"'{aware.isoformat()}'"
-    last[0], last[1] = value, text
+    _last_datetime = (value, text)
     return text
 
 
