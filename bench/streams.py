@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ class StreamOutcome:
     done: bool = False
     error: str | None = None
     reads: int = 0
+    code: str | None = None  # the error code of a non-2xx answer, when its first read holds it
 
 
 def build_request(url: str, key: str, body: bytes) -> tuple[str, int, bytes]:
@@ -49,6 +51,17 @@ def build_request(url: str, key: str, body: bytes) -> tuple[str, int, bytes]:
         "Connection: close\r\n\r\n"
     )
     return host, port, head.encode() + body
+
+
+_CODE = re.compile(rb'"code"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+_TYPE = re.compile(rb'"type"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+
+
+def _code_of(first: bytes) -> str | None:
+    """`server_is_overloaded`, `upstream_unavailable`, ...: which failure a 4xx/5xx was, so that a
+    report says more than its status (OpenAI-shaped bodies carry `code`; others a `type`)."""
+    found = _CODE.search(first) or _TYPE.search(first)
+    return found.group(1).decode() if found else None
 
 
 def _status_of(first: bytes) -> int:
@@ -75,6 +88,8 @@ async def _one(host: str, port: int, request: bytes, out: StreamOutcome) -> None
             if out.first_byte is None:
                 out.first_byte = now
                 out.status = _status_of(data)
+                if not 200 <= out.status < 300:
+                    out.code = _code_of(data)
             else:
                 out.max_gap = max(out.max_gap, now - last)
             last = now
@@ -114,7 +129,8 @@ async def run(url: str, key: str, body: bytes, k: int, timeout_s: float) -> dict
         if o.error is not None:
             errors[o.error] = errors.get(o.error, 0) + 1
         elif o.status and not 200 <= o.status < 300:
-            errors[f"http_{o.status}"] = errors.get(f"http_{o.status}", 0) + 1
+            name = f"http_{o.status}" + (f":{o.code}" if o.code else "")
+            errors[name] = errors.get(name, 0) + 1
     return {
         "k": k,
         "completed": len(completed),

@@ -283,3 +283,43 @@ def test_a_busy_redis_that_keeps_answering_is_not_reported_down(
     finally:
         loop.close()
         server.close()
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_a_loop_busy_through_the_whole_deadline_still_sees_redis_answering(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """Ten commands sent at once, answered one every 30 ms, while the loop is stuck for 0.25 s
+    (well past the 0.1 s deadline) right after sending them: when it wakes, the replies that came
+    meanwhile are still unread. Whether Redis is alive is judged after they are read, so the
+    commands still queued at Redis get their answers too."""
+    server = _ThreadServer(each=0.03)
+    busy_r, busy_w = socket.socketpair()
+
+    def busy() -> None:
+        busy_r.recv(1)
+        time.sleep(0.25)
+
+    async def scenario() -> list[object]:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(busy_r.fileno(), busy)
+        client = RespClient("127.0.0.1", server.port)
+        try:
+            assert await client.call("PING", reply_within=1.0) == "PONG"  # connected
+            calls = asyncio.gather(*(client.call("PING", reply_within=0.1) for _ in range(10)))
+            for _ in range(2):  # the commands are sent, then written
+                await asyncio.sleep(0)
+            busy_w.send(b"x")
+            return list(await calls)
+        finally:
+            loop.remove_reader(busy_r.fileno())
+            await client.aclose()
+
+    loop = new_loop()
+    try:
+        assert loop.run_until_complete(scenario()) == ["PONG"] * 10
+    finally:
+        loop.close()
+        server.close()
+        busy_r.close()
+        busy_w.close()

@@ -148,6 +148,8 @@ class Limiter:
             if self.failure_mode == "open":
                 self._warn.warning("rate limits not enforced (failure mode 'open'): %s", exc)
                 return _unchecked(slot, limits, est)
+            # Operators see why callers get 503s (throttled: one line per interval, not per call).
+            self._warn.warning("rate-limit state unavailable, answering 503 (failure mode 'closed'): %s", exc)
             raise Overloaded(
                 "Rate-limit state is unavailable right now; please retry shortly.",
                 retry_after=_UNAVAILABLE_RETRY_SECONDS,

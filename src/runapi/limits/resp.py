@@ -158,29 +158,37 @@ def _overdue(
     window: float,
     windows_left: int,
 ) -> None:
-    """The deadline passed; fail what is still unanswered, unless Redis is plainly alive.
+    """The deadline passed. Decide after one more poll for I/O: a busy event loop reaches a
+    deadline late, and libuv (uvloop) runs due timers before it reads the sockets, so a reply
+    already waiting in the socket would lose to its own deadline, and the caller would report
+    Redis as down (and leak the slot the script already took)."""
+    if any(not reply.done() for reply in replies):
+        loop.call_later(0.001, _expire, loop, replies, conn, read_before, window, windows_left)
 
-    A busy Redis is not a down one: when other replies arrived on this connection during the
-    window, this command is queued behind a burst (thousands of admissions at once pipeline on the
-    one connection), and the deadline moves by another window, up to `_BUSY_WINDOWS`. Failing it
-    answered 503 for a live Redis (1,457 of 5,000 streams in one bench run).
 
-    Otherwise the reply gets one more poll for I/O: a busy event loop reaches a deadline late, and
-    libuv (uvloop) runs due timers before it reads the sockets, so a reply already waiting in the
-    socket would lose to its own deadline, and the caller would report Redis as down (and leak the
-    slot the script already took). Re-arming for the next iteration lets that poll happen first."""
+def _expire(
+    loop: asyncio.AbstractEventLoop,
+    replies: Sequence[asyncio.Future[Any]],
+    conn: _Connection,
+    read_before: int,
+    window: float,
+    windows_left: int,
+) -> None:
+    """Fail what is still unanswered, unless Redis is plainly alive: when other replies arrived on
+    this connection since the command was sent, it is queued behind a burst (thousands of
+    admissions at once pipeline on the one connection) and gets another window, up to
+    `_BUSY_WINDOWS`. Failing it answered 503 for a live Redis (1,457 of 5,000 streams in one bench
+    run). The check runs here, after the poll: a loop kept busy through the whole window had not
+    read the replies that were waiting for it yet."""
     if all(reply.done() for reply in replies):
         return
     if conn.replies_read > read_before and windows_left > 0 and conn.lost is None:
         loop.call_later(window, _overdue, loop, replies, conn, conn.replies_read, window, windows_left - 1)
         return
-    loop.call_later(0.001, _expire, replies)
-
-
-def _expire(replies: Sequence[asyncio.Future[Any]]) -> None:
+    waited = (_BUSY_WINDOWS - windows_left + 1) * window
     for reply in replies:
         if not reply.done():
-            reply.set_exception(TimeoutError("no reply from Redis in time"))
+            reply.set_exception(TimeoutError(f"no reply from Redis in {waited:.2f}s"))
 
 
 async def _gather_replies(replies: Sequence[asyncio.Future[Any]]) -> list[Any]:
