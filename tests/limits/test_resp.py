@@ -191,6 +191,34 @@ class _ThreadServer:
 LOOPS = [pytest.param(asyncio.new_event_loop, id="asyncio"), pytest.param(uvloop.new_event_loop, id="uvloop")]
 
 
+class _Stall:
+    """Keeps the event loop stuck for `seconds`, from inside one of its own callbacks (a socket
+    reader), as a burst of other work would: `await stall.after_sending()` lets the commands just
+    made be sent and written, then stalls the loop."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._r, self._w = socket.socketpair()
+
+    def __enter__(self) -> _Stall:
+        asyncio.get_running_loop().add_reader(self._r.fileno(), self._stall)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.get_running_loop().remove_reader(self._r.fileno())
+        self._r.close()
+        self._w.close()
+
+    def _stall(self) -> None:
+        self._r.recv(1)
+        time.sleep(self.seconds)
+
+    async def after_sending(self) -> None:
+        for _ in range(2):  # the command is sent, then written (writes wait for the iteration's end)
+            await asyncio.sleep(0)
+        self._w.send(b"x")
+
+
 @pytest.mark.parametrize("new_loop", LOOPS)
 def test_a_reply_waiting_in_the_socket_beats_a_deadline_the_busy_loop_reached_late(
     new_loop: Callable[[], asyncio.AbstractEventLoop],
@@ -200,28 +228,19 @@ def test_a_reply_waiting_in_the_socket_beats_a_deadline_the_busy_loop_reached_la
     while the deadline (20 ms) passes and the reply (30 ms) arrives: uvloop then runs the due
     timer before it polls the sockets again."""
     server = _ThreadServer(delay=0.03)
-    busy_r, busy_w = socket.socketpair()
-
-    def busy() -> None:
-        busy_r.recv(1)
-        time.sleep(0.1)
 
     async def scenario() -> list[object]:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(busy_r.fileno(), busy)
         client = RespClient("127.0.0.1", server.port)
         try:
             assert await client.call("PING", reply_within=1.0) == "PONG"  # connected
             replies: list[object] = []
-            for _ in range(3):
-                pending = asyncio.ensure_future(client.call("PING", reply_within=0.02))
-                for _ in range(2):  # the command is sent, then written (writes wait for the iteration's end)
-                    await asyncio.sleep(0)
-                busy_w.send(b"x")
-                replies.append(await pending)
+            with _Stall(0.1) as stall:
+                for _ in range(3):
+                    pending = asyncio.ensure_future(client.call("PING", reply_within=0.02))
+                    await stall.after_sending()
+                    replies.append(await pending)
             return replies
         finally:
-            loop.remove_reader(busy_r.fileno())
             await client.aclose()
 
     loop = new_loop()
@@ -230,8 +249,6 @@ def test_a_reply_waiting_in_the_socket_beats_a_deadline_the_busy_loop_reached_la
     finally:
         loop.close()
         server.close()
-        busy_r.close()
-        busy_w.close()
 
 
 @pytest.mark.parametrize("new_loop", LOOPS)
@@ -294,25 +311,16 @@ def test_a_loop_busy_through_the_whole_deadline_still_sees_redis_answering(
     meanwhile are still unread. Whether Redis is alive is judged after they are read, so the
     commands still queued at Redis get their answers too."""
     server = _ThreadServer(each=0.03)
-    busy_r, busy_w = socket.socketpair()
-
-    def busy() -> None:
-        busy_r.recv(1)
-        time.sleep(0.25)
 
     async def scenario() -> list[object]:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(busy_r.fileno(), busy)
         client = RespClient("127.0.0.1", server.port)
         try:
             assert await client.call("PING", reply_within=1.0) == "PONG"  # connected
-            calls = asyncio.gather(*(client.call("PING", reply_within=0.1) for _ in range(10)))
-            for _ in range(2):  # the commands are sent, then written
-                await asyncio.sleep(0)
-            busy_w.send(b"x")
-            return list(await calls)
+            with _Stall(0.25) as stall:
+                calls = asyncio.gather(*(client.call("PING", reply_within=0.1) for _ in range(10)))
+                await stall.after_sending()
+                return list(await calls)
         finally:
-            loop.remove_reader(busy_r.fileno())
             await client.aclose()
 
     loop = new_loop()
@@ -321,5 +329,3 @@ def test_a_loop_busy_through_the_whole_deadline_still_sees_redis_answering(
     finally:
         loop.close()
         server.close()
-        busy_r.close()
-        busy_w.close()

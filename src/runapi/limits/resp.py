@@ -150,45 +150,54 @@ class _Connection(asyncio.Protocol):
                 reply.set_exception(ConnectionError(str(exc)))
 
 
-def _overdue(
-    loop: asyncio.AbstractEventLoop,
-    replies: Sequence[asyncio.Future[Any]],
-    conn: _Connection,
-    read_before: int,
-    window: float,
-    windows_left: int,
-) -> None:
-    """The deadline passed. Decide after one more poll for I/O: a busy event loop reaches a
+class _Deadline:
+    """When the replies to commands just sent are overdue, and what then.
+
+    At the deadline nothing is decided before one more poll for I/O: a busy event loop reaches a
     deadline late, and libuv (uvloop) runs due timers before it reads the sockets, so a reply
     already waiting in the socket would lose to its own deadline, and the caller would report
-    Redis as down (and leak the slot the script already took)."""
-    if any(not reply.done() for reply in replies):
-        loop.call_later(0.001, _expire, loop, replies, conn, read_before, window, windows_left)
+    Redis as down (and leak the slot the script already took).
 
+    After that poll, a Redis that is plainly alive gets another window, up to `_BUSY_WINDOWS`:
+    when other replies arrived on the connection since the commands were sent, they are queued
+    behind a burst (thousands of admissions at once pipeline on the one connection). Failing them
+    answered 503 for a live Redis (1,457 of 5,000 streams in one bench run). Judged before the
+    poll, a loop kept busy through the whole window had not yet read the replies waiting for it."""
 
-def _expire(
-    loop: asyncio.AbstractEventLoop,
-    replies: Sequence[asyncio.Future[Any]],
-    conn: _Connection,
-    read_before: int,
-    window: float,
-    windows_left: int,
-) -> None:
-    """Fail what is still unanswered, unless Redis is plainly alive: when other replies arrived on
-    this connection since the command was sent, it is queued behind a burst (thousands of
-    admissions at once pipeline on the one connection) and gets another window, up to
-    `_BUSY_WINDOWS`. Failing it answered 503 for a live Redis (1,457 of 5,000 streams in one bench
-    run). The check runs here, after the poll: a loop kept busy through the whole window had not
-    read the replies that were waiting for it yet."""
-    if all(reply.done() for reply in replies):
-        return
-    if conn.replies_read > read_before and windows_left > 0 and conn.lost is None:
-        loop.call_later(window, _overdue, loop, replies, conn, conn.replies_read, window, windows_left - 1)
-        return
-    waited = (_BUSY_WINDOWS - windows_left + 1) * window
-    for reply in replies:
-        if not reply.done():
-            reply.set_exception(TimeoutError(f"no reply from Redis in {waited:.2f}s"))
+    __slots__ = ("_handle", "conn", "loop", "read_before", "replies", "window", "windows_left")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        replies: Sequence[asyncio.Future[Any]],
+        conn: _Connection,
+        window: float,
+    ) -> None:
+        self.loop, self.replies, self.conn, self.window = loop, replies, conn, window
+        self.read_before = conn.replies_read
+        self.windows_left = _BUSY_WINDOWS
+        self._handle = loop.call_later(window, self._overdue)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+    def _overdue(self) -> None:
+        if any(not reply.done() for reply in self.replies):
+            self._handle = self.loop.call_later(0.001, self._expire)
+
+    def _expire(self) -> None:
+        if all(reply.done() for reply in self.replies):
+            return
+        conn = self.conn
+        if conn.replies_read > self.read_before and self.windows_left > 0 and conn.lost is None:
+            self.read_before = conn.replies_read
+            self.windows_left -= 1
+            self._handle = self.loop.call_later(self.window, self._overdue)
+            return
+        waited = (_BUSY_WINDOWS - self.windows_left + 1) * self.window
+        for reply in self.replies:
+            if not reply.done():
+                reply.set_exception(TimeoutError(f"no reply from Redis in {waited:.2f}s"))
 
 
 async def _gather_replies(replies: Sequence[asyncio.Future[Any]]) -> list[Any]:
@@ -258,9 +267,7 @@ class RespClient:
         conn.send(encode_command(args), reply)
         if reply_within is None:
             return await reply
-        deadline = loop.call_later(
-            reply_within, _overdue, loop, (reply,), conn, conn.replies_read, reply_within, _BUSY_WINDOWS
-        )
+        deadline = _Deadline(loop, (reply,), conn, reply_within)
         try:
             return await reply
         finally:
@@ -279,9 +286,7 @@ class RespClient:
             conn.send(encode_command(args), reply)
         deadline = None
         if reply_within is not None:
-            deadline = loop.call_later(
-                reply_within, _overdue, loop, replies, conn, conn.replies_read, reply_within, _BUSY_WINDOWS
-            )
+            deadline = _Deadline(loop, replies, conn, reply_within)
         try:
             return await _gather_replies(replies)
         finally:
