@@ -75,9 +75,17 @@ class BulkStatement:
         return [self.row_tuple(row) for row in rows]
 
     def row_tuple(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        if self._get is not None:
+        get = self._get
+        if get is not None:
             try:
-                values = self._get({**self._defaults, **row} if self._defaults else row)
+                # Hot rows carry every column (no copy merged with the defaults, 43 entries for a
+                # task); a row that leaves some out takes them from the defaults.
+                try:
+                    values = get(row)
+                except KeyError:
+                    if not self._defaults:
+                        raise
+                    values = get({**self._defaults, **row})
             except KeyError:
                 pass  # truly missing: the slow path says which
             else:
