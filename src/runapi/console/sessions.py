@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from runapi.auth import Principal
 from runapi.store.database import Database
@@ -135,5 +135,5 @@ class SessionStore:
 
     async def count(self) -> int:
         async with self.db.connect() as conn:
-            rows = (await conn.execute(select(console_sessions.c.token_hash))).all()
-        return len(rows)
+            total = (await conn.execute(select(func.count()).select_from(console_sessions))).scalar_one()
+        return int(total)

@@ -125,10 +125,12 @@ def _faster(processor: Any, dialect: Dialect) -> Any:
 
 
 def _agrees(processor: Any, fast: Any, samples: tuple[Any, ...]) -> bool:
+    """Same value and same type (1 is not True) from both, on every sample."""
     try:
-        return all(processor(v) == fast(v) and type(processor(v)) is type(fast(v)) for v in samples)
+        pairs = [(processor(v), fast(v)) for v in samples]
     except Exception:  # not a processor of this kind of value
         return False
+    return all(a == b and type(a) is type(b) for a, b in pairs)
 
 
 _DATETIMES = (
