@@ -121,6 +121,58 @@ async def test_admin_credit_and_balance_in_cents(api: Api) -> None:
     assert detail["available_usd"] == "14.845678"
 
 
+async def test_admin_refund_of_a_task(api: Api, catalog: Catalog) -> None:
+    account_id, auth = await api.new_key()
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    await api.ledger.topup(account_id, 1_000_000, "pi_refund")
+    model = catalog.resolve("MiniMax-M2.7")
+    ulid = new_ulid()
+    adm = await api.ledger.admit(
+        account_id=account_id,
+        account_created_at=datetime.now(UTC) - timedelta(days=60),  # past the free calls
+        task_id=f"task_{ulid}",
+        model=model,
+        est_input_tokens=1000,
+        max_output_tokens=1000,
+    )
+    assert (await api.ledger.settle(adm, usage(), model)).cost_micros == 588
+    url = "/admin/v1/refunds"
+    assert (await api.client.post(url, json={"task_id": f"task_{ulid}"}, headers=auth)).status == 401
+
+    # By the surface id, part of it, then the rest; the same refund_id again changes nothing.
+    body = {"task_id": f"chatcmpl-{ulid}", "usd": "0.000100", "refund_id": "rf_1", "reason": "cut off"}
+    r = await api.client.post(url, json=body, headers=admin)
+    assert r.status == 200
+    first = await r.json()
+    assert {k: first[k] for k in ("account_id", "task_id", "applied", "amount_usd", "refunded_micros")} == {
+        "account_id": account_id,
+        "task_id": f"task_{ulid}",
+        "applied": True,
+        "amount_usd": "0.000100",
+        "refunded_micros": 100,
+    }
+    assert first["balance_micros"] == 1_000_000 - 588 + 100
+    again = await (await api.client.post(url, json=body, headers=admin)).json()
+    assert (again["applied"], again["balance_micros"]) == (False, first["balance_micros"])
+    rest = await (await api.client.post(url, json={"task_id": f"task_{ulid}"}, headers=admin)).json()
+    assert (rest["amount_micros"], rest["charged_micros"], rest["balance_usd"]) == (488, 588, "1.000000")
+
+    nothing = await api.client.post(url, json={"task_id": f"task_{ulid}"}, headers=admin)
+    assert nothing.status == 409
+    assert (await nothing.json())["error"]["code"] == "nothing_to_refund"
+    unknown = await api.client.post(url, json={"task_id": "task_" + new_ulid()}, headers=admin)
+    assert unknown.status == 404
+    for bad, says in (
+        ({"usd": "1"}, "task_id"),
+        ({"task_id": f"task_{ulid}", "usd": "0.0000001"}, "6 decimals"),
+    ):
+        r = await api.client.post(url, json=bad, headers=admin)
+        assert r.status == 400
+        error = (await r.json())["error"]
+        assert error["code"] == "invalid_value"
+        assert says in error["message"]
+
+
 async def test_price_schedules_with_etag(api: Api) -> None:
     r = await api.client.get("/api/v1/price_schedules")
     assert r.status == 200

@@ -808,3 +808,26 @@ def test_invoice_total_equals_the_ledger(gateway: Gateway) -> None:
         invoice["number"],
         invoice["total_micros"],
     )
+
+
+def test_a_refund_from_the_cli_gives_a_paid_call_back(gateway: Gateway) -> None:
+    account_id, key = gateway.new_account("10")
+    client = oai(gateway, key)
+    free = client.chat.completions.create(model=MODEL, messages=user("refund free"))
+    call = sim_call("refund paid", tokens=11, reasoning=3)
+    paid = client.chat.completions.create(model=MODEL, messages=user(call.text))
+    cost = call.cost_micros(MODEL)
+    before = account_row(gateway_db(gateway), account_id)["balance_micros"]
+    assert before == 10 * USD - cost
+
+    # By the id the client saw (chatcmpl-…), with a refund id that makes a retry a no-op.
+    done = json.loads(gateway.cli("refund", paid.id, "--refund-id", "rf-e2e", "--reason", "test", "--json"))
+    assert (done["applied"], done["amount_micros"], done["account_id"]) == (True, cost, account_id)
+    again = json.loads(gateway.cli("refund", paid.id, "--refund-id", "rf-e2e", "--json"))
+    assert (again["applied"], again["balance_micros"]) == (False, 10 * USD)
+    assert account_row(gateway_db(gateway), account_id)["balance_micros"] == 10 * USD
+    refunds = [e for e in ledger_of(gateway_db(gateway), account_id) if e["type"] == "refund"]
+    assert [(e["amount_micros"], e["idempotency_key"]) for e in refunds] == [(cost, "refund:rf-e2e")]
+    # The free first call cost the account nothing: there is nothing to give back.
+    with pytest.raises(RuntimeError, match="nothing left to refund"):
+        gateway.cli("refund", free.id)

@@ -1,13 +1,14 @@
-"""The `runapi` command: serve, simulate, accounts, keys, credit, invoices, skills."""
+"""The `runapi` command: serve, simulate, accounts, keys, credit, refund, invoices, skills."""
 
 from __future__ import annotations
 
 import asyncio
 from decimal import Decimal, InvalidOperation
 
+import msgspec
 import typer
 
-from runapi.cli._run import ConfigOption, console, out, settings_from, with_db
+from runapi.cli._run import ConfigOption, console, out, print_json, settings_from, with_db
 from runapi.cli.accounts import accounts_app, credit_account, keys_app
 from runapi.cli.invoices import invoices_app
 from runapi.cli.skills import skills_app
@@ -94,6 +95,44 @@ def credit(
     settings = settings_from(config)
     with_db(settings, lambda db: credit_account(db, account, amount, payment_id))
     out.print(f"credited ${amount} to account {account}")
+
+
+@app.command()
+def refund(
+    task_id: str = typer.Argument(..., help="task_<ulid>, or the surface id (chatcmpl-…, resp_…, msg_…)."),
+    usd: str | None = typer.Option(None, "--usd", help="Amount; all that is left of the charge without it."),
+    refund_id: str | None = typer.Option(None, "--refund-id", help="Makes a retry a no-op."),
+    reason: str | None = typer.Option(None, "--reason"),
+    json_output: bool = typer.Option(False, "--json"),
+    config: str | None = ConfigOption,
+) -> None:
+    """Refund all or part of a task's charge (a `refund` ledger entry; never beyond the charge)."""
+    from runapi.billing import refund_task
+    from runapi.billing.money import micros_to_usd, usd_to_micros
+    from runapi.tasks.records import task_id_for
+
+    amount: int | None = None
+    if usd is not None:
+        try:
+            amount = usd_to_micros(usd)
+        except (ValueError, ArithmeticError):
+            console.print(f"[red]not an amount:[/red] {usd}")
+            raise typer.Exit(2) from None
+    settings = settings_from(config)
+    done = with_db(
+        settings,
+        lambda db: refund_task(
+            db, task_id_for(task_id), amount_micros=amount, refund_id=refund_id, reason=reason
+        ),
+    )
+    if json_output:
+        print_json(msgspec.to_builtins(done))
+        return
+    verb = "refunded" if done.applied else "already refunded"
+    out.print(
+        f"{verb} ${micros_to_usd(done.amount_micros)} of task {done.task_id} to account {done.account_id} "
+        f"({done.idempotency_key}); balance ${micros_to_usd(done.balance_micros)}"
+    )
 
 
 def main() -> None:
