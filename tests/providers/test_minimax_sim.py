@@ -255,6 +255,22 @@ async def test_m3_thinking_off_and_images(
         await collect(mm, seen, m27)
 
 
+async def test_m3_takes_a_forwarded_effort(
+    sim_upstream: Callable[..., UpstreamSettings], m3: ModelEntry
+) -> None:
+    provider = build(sim_upstream(forward_reasoning_effort=True))
+    await provider.start()
+    try:
+        for effort in ("minimal", "high", "max"):
+            request = ask(
+                "MiniMax-M3", "hi\n@sim tokens=3 reasoning=2", reasoning=ReasoningControl(effort=effort)
+            )
+            completion = fold(await collect(provider, request, m3))
+            assert (completion.reasoning != "", len(completion.text.split())) == (True, 3)
+    finally:
+        await provider.close()
+
+
 async def test_m3_required_tool_choice(mm: ChatCompletionsProvider, m3: ModelEntry) -> None:
     request = ask(
         "MiniMax-M3",

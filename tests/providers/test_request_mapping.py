@@ -295,6 +295,26 @@ def test_m3_thinking_follows_the_client(control: ReasoningControl, expected: obj
     assert "reasoning_effort" not in out
 
 
+MM_EFFORT = MiniMaxRequestBuilder(forward_reasoning_effort=True)
+
+
+@pytest.mark.parametrize(
+    ("effort", "sent"),
+    [("minimal", "low"), ("low", "low"), ("high", "high"), ("xhigh", "xhigh"), ("max", "max"), ("odd", None)],
+)
+def test_m3_effort_is_forwarded_when_the_upstream_asks(
+    effort: str, sent: str | None, m3: ModelEntry, m27: ModelEntry
+) -> None:
+    out = body(MM_EFFORT, req(reasoning=ReasoningControl(effort=effort)), m3)
+    assert (out["thinking"], out.get("reasoning_effort")) == ({"type": "adaptive"}, sent)
+    assert "reasoning_effort" not in body(MM_EFFORT, req(reasoning=ReasoningControl(effort=effort)), m27)
+
+
+def test_effort_none_switches_m3_thinking_off_and_sends_no_effort(m3: ModelEntry) -> None:
+    out = body(MM_EFFORT, req(reasoning=ReasoningControl(effort="none")), m3)
+    assert (out["thinking"], "reasoning_effort" in out) == ({"type": "disabled"}, False)
+
+
 def test_m2_thinking_cannot_be_switched(m27: ModelEntry) -> None:
     assert "thinking" not in body(MM, req(reasoning=ReasoningControl(enabled=False)), m27)
 

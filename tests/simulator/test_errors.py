@@ -104,6 +104,8 @@ USER = {"role": "user", "content": "hi"}
         ),
         ({**body("hi\n@sim tool=nope")}, "tool='nope' names no tool of the request"),
         (body("a " * 205_000), "context window exceeds limit"),
+        (body("hi", model="MiniMax-M3", reasoning_effort="extreme"), "reasoning_effort must be one of"),
+        (body("hi", model="MiniMax-M3", reasoning_effort="none"), "reasoning_effort none conflicts"),
     ],
 )
 async def test_requests_minimax_rejects(sim: Sim, payload: Any, fragment: str) -> None:
@@ -130,6 +132,11 @@ async def test_what_minimax_accepts(sim: Sim) -> None:
     assert (await sim.post(answered)).status == 200
     assert (await sim.post({**body("hi"), "n": 3})).status == 200
     assert (await sim.post(body("a " * 205_000, model="MiniMax-M3"))).status == 200
+    for effort in ("minimal", "high", "max"):
+        assert (await sim.post(body("hi", model="MiniMax-M3", reasoning_effort=effort))).status == 200
+    off = body("hi", model="MiniMax-M3", reasoning_effort="none", thinking={"type": "disabled"})
+    assert (await sim.post(off)).status == 200
+    assert (await sim.post(body("hi", reasoning_effort="extreme"))).status == 200  # M2.x ignores it
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,8 @@ _ROLES = frozenset(
 )
 _M3_ROLES = _ROLES | {"root"}
 _THINKING_TYPES = ("adaptive", "enabled", "disabled")
+# M3 (MiniMax's verifier; `minimal` is taken as `low`). M2.x ignores the field.
+_M3_EFFORTS = ("minimal", "low", "medium", "high", "xhigh", "max")
 
 
 def check_request(request: ChatRequest, model: ModelInfo) -> None:
@@ -61,6 +63,13 @@ def _check_params(request: ChatRequest, model: ModelInfo) -> None:
             raise invalid_params('thinking must be an object, e.g. {"type": "disabled"}')
         if thinking.get("type") not in _THINKING_TYPES:
             raise invalid_params(f"thinking.type must be one of {', '.join(_THINKING_TYPES)}")
+    effort = request.reasoning_effort
+    if effort is not None and model.is_m3:
+        if effort == "none":
+            if not thinking_disabled(request, model):
+                raise invalid_params("reasoning_effort none conflicts with thinking, which is on")
+        elif effort not in _M3_EFFORTS:
+            raise invalid_params(f"reasoning_effort must be one of none, {', '.join(_M3_EFFORTS)}")
     # `n` > 1 is silently ignored (M3 per probes; M2.x treated the same).
 
 

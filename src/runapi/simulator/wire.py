@@ -44,6 +44,7 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     tool_choice: Any = None
     reasoning_split: bool | None = None
     thinking: Any = None
+    reasoning_effort: Any = None
     n: int | None = None
 
     @property

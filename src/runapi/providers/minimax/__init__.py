@@ -34,7 +34,9 @@ def minimax_provider(name: str, upstream: UpstreamSettings, settings: Settings) 
     return ChatCompletionsProvider(
         name,
         client=client,
-        builder=MiniMaxRequestBuilder(reasoning_split=split),
+        builder=MiniMaxRequestBuilder(
+            reasoning_split=split, forward_reasoning_effort=upstream.forward_reasoning_effort
+        ),
         errors=MiniMaxErrorMapper(name),
         think_mode=upstream.think_tags or "auto",
         enforce_stop=True,

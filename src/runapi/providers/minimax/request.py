@@ -8,7 +8,8 @@
   gateway enforces stop sequences itself;
 - `tool_choice`: M2.x knows only `auto`/`none`, M3 also `required`; naming a tool narrows the
   tool list to that tool instead, the one way that reliably steers the model;
-- `thinking` only for M3, from the client's reasoning intent;
+- `thinking` only for M3, from the client's reasoning intent, and its effort as
+  `reasoning_effort` where the upstream's `forward_reasoning_effort` asks for it;
 - `response_format` only where the model declares it; elsewhere a system instruction.
 """
 
@@ -20,6 +21,15 @@ from runapi.providers.openai_wire.request import ReasoningFields, RequestBuilder
 from runapi.providers.openai_wire.wire import Thinking
 
 _MIN_SAMPLING = 0.01
+# The efforts M3 takes (MiniMax's verifier); an SDK's `minimal` is its lowest, `low`.
+_M3_EFFORTS = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+    "max": "max",
+}
 
 
 def is_m3(model: ModelEntry) -> bool:
@@ -28,7 +38,8 @@ def is_m3(model: ModelEntry) -> bool:
 
 
 class MiniMaxRequestBuilder(RequestBuilder):
-    def __init__(self, *, reasoning_split: bool = True) -> None:
+    def __init__(self, *, reasoning_split: bool = True, forward_reasoning_effort: bool = False) -> None:
+        self.forward_reasoning_effort = forward_reasoning_effort
         super().__init__(
             reasoning_split=reasoning_split,
             reasoning_history="reasoning_details" if reasoning_split else "think_tags",
@@ -51,7 +62,8 @@ class MiniMaxRequestBuilder(RequestBuilder):
         if control.enabled is False or control.effort == "none":
             return ReasoningFields(thinking=Thinking("disabled"))
         if control.enabled is True or control.effort is not None:
-            return ReasoningFields(thinking=Thinking("adaptive"))
+            effort = _M3_EFFORTS.get(control.effort or "") if self.forward_reasoning_effort else None
+            return ReasoningFields(thinking=Thinking("adaptive"), reasoning_effort=effort)
         return ReasoningFields()
 
     def native_response_format(self, model: ModelEntry) -> bool:
