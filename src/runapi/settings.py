@@ -95,6 +95,8 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_full_payload_bytes: int = 256 * 1024  # above: response.body left out (§4.2)
     concurrency: int = 16
     poll_interval_seconds: float = 1.0
+    # A URL that has failed without a break this long is paused for its key (Svix's rule).
+    pause_after_seconds: float = 5 * 86_400
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

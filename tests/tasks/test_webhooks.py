@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 
 from runapi.settings import Settings, TaskSettings, WebhookSettings
 from runapi.store.database import Database
-from runapi.store.schema import webhook_outbox
+from runapi.store.schema import webhook_failing_urls, webhook_outbox, webhook_stopped_urls
 from runapi.tasks.facade import Tasks
 from runapi.tasks.records import ResponseEnvelope, TaskOutcome
 from runapi.tasks.webhooks.dispatcher import parse_retry_after
@@ -173,6 +173,68 @@ async def test_gone_stops_delivery_to_that_url_until_redelivered(
         return (await tasks.store.get(first, key.account_id)).callback_succeeded is True
 
     await wait_until(succeeded)
+
+
+async def test_a_url_failing_without_a_break_is_paused_until_redelivered(
+    db: Database, serve: Callable[[list[int]], Awaitable[Receiver]]
+) -> None:
+    base = hook_settings(schedule=(0,) + (0.05,) * 40)
+    settings = msgspec.structs.replace(
+        base, webhooks=msgspec.structs.replace(base.webhooks, pause_after_seconds=0.5)
+    )
+    service = Tasks(db, settings)
+    await service.start()
+    key = await make_key(db)
+    receiver = await serve([500, 200, *[500] * 60])
+
+    # A success between failures starts the count again.
+    first = await finish_with_callback(service, key, receiver.url)
+
+    async def delivered() -> bool:
+        return (await service.store.get(first, key.account_id)).callback_succeeded is True
+
+    await wait_until(delivered)
+    async with db.connect() as conn:
+        assert (await conn.execute(select(webhook_failing_urls))).all() == []
+
+    second = await finish_with_callback(service, key, receiver.url)
+
+    async def paused() -> bool:
+        return (await service.store.get(second, key.account_id)).callback_succeeded is False
+
+    await wait_until(paused)
+    attempts = await service.outbox.attempts(second)
+    assert all(a.status_code == 500 for a in attempts)
+    span = datetime.fromisoformat(attempts[-1].at.replace("Z", "+00:00")) - datetime.fromisoformat(
+        attempts[0].at.replace("Z", "+00:00")
+    )
+    assert span.total_seconds() >= 0.45  # the pause came after failing that long (ms-rounded times)
+    assert "the URL is paused" in (attempts[-1].error or "")
+    assert not any("paused" in (a.error or "") for a in attempts[:-1])
+    async with db.connect() as conn:
+        stop = (await conn.execute(select(webhook_stopped_urls))).one()
+    assert (stop.api_key_id, stop.url, stop.reason) == (key.key_id, receiver.url, "paused")
+
+    # Paused: a new event for that URL is not sent.
+    sent = len(receiver.received)
+    third = await finish_with_callback(service, key, receiver.url)
+
+    async def third_stopped() -> bool:
+        return (await service.store.get(third, key.account_id)).callback_succeeded is False
+
+    await wait_until(third_stopped)
+    assert len(receiver.received) == sent
+
+    # A redelivery lifts the pause; the receiver is back.
+    receiver.statuses.clear()
+    assert await service.outbox.redeliver(second) is not None
+
+    async def resumed() -> bool:
+        return (await service.store.get(second, key.account_id)).callback_succeeded is True
+
+    await wait_until(resumed)
+    assert len(receiver.received) == sent + 1
+    await service.close()
 
 
 async def test_schedule_runs_out_and_marks_the_callback_failed(

@@ -217,6 +217,18 @@ webhook_stopped_urls = Table(
     Column("api_key_id", String(40), primary_key=True),
     Column("url", String(2048), primary_key=True),
     Column("stopped_at", TS, nullable=False),
+    # gone: the receiver answered 410; paused: it failed without a break for
+    # `webhooks.pause_after_seconds` (5 days). A redelivery lifts either.
+    Column("reason", String(16), nullable=False, server_default="gone"),
+)
+
+# Receivers failing now, per key and URL: since when, with no success in between (the pause rule).
+webhook_failing_urls = Table(
+    "webhook_failing_urls",
+    metadata,
+    Column("api_key_id", String(40), primary_key=True),
+    Column("url", String(2048), primary_key=True),
+    Column("failing_since", TS, nullable=False),
 )
 
 # Console sign-ins (`console/sessions.py`), here so that every gateway process knows them. The

@@ -2,6 +2,10 @@
 
 At least once: a row is leased (`locked_until`) with a guarded UPDATE, so two processes never send
 the same attempt, and a process that dies mid-delivery leaves a lease that simply runs out.
+
+A URL stops receiving a key's events when it answers 410 Gone, or when it has failed without a
+break for `webhooks.pause_after_seconds` (5 days: paused, runapi-contract §4). Its queued events
+stop with it; a redelivery lifts the stop.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks import Webhook
@@ -24,7 +28,13 @@ from standardwebhooks import Webhook
 from runapi.errors import InvalidRequest
 from runapi.settings import Settings
 from runapi.store.database import Database
-from runapi.store.schema import tasks, webhook_attempts, webhook_outbox, webhook_stopped_urls
+from runapi.store.schema import (
+    tasks,
+    webhook_attempts,
+    webhook_failing_urls,
+    webhook_outbox,
+    webhook_stopped_urls,
+)
 from runapi.tasks.webhooks.outbox import TERMINAL_EVENT_TYPES
 from runapi.tasks.webhooks.secrets import WebhookSecrets
 from runapi.tasks.webhooks.ssrf import CheckingResolver, validate_callback_url
@@ -79,8 +89,10 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._pause_after = timedelta(seconds=w.pause_after_seconds)
         upsert = sqlite.insert if db.is_sqlite else postgresql.insert
         self._stop_url = upsert(webhook_stopped_urls)
+        self._failing = upsert(webhook_failing_urls)
 
     async def start(self) -> None:
         if self._loop is not None:
@@ -215,7 +227,23 @@ class WebhookDispatcher:
     async def _record(self, row: Any, at: datetime, result: _Result) -> None:
         made = row.attempts + 1
         code = result.status_code
+        succeeded = code is not None and 200 <= code < 300
         async with self.db.begin() as conn:
+            pause = False
+            if not succeeded and code != 410:
+                since = await self._failing_since(conn, row, at)
+                pause = at - since >= self._pause_after
+                if pause:
+                    result.error = (
+                        f"{result.error or f'HTTP {code}'}; the URL is paused: it has failed since "
+                        f"{since.isoformat()} without a success"
+                    )[:500]
+                    log.warning(
+                        "webhook URL %s of key %s paused: failing since %s; a redelivery resumes it",
+                        row.url,
+                        row.api_key_id,
+                        since.isoformat(),
+                    )
             earlier = (
                 await conn.execute(
                     select(func.count())
@@ -235,27 +263,14 @@ class WebhookDispatcher:
                 )
             )
             done = update(webhook_outbox).where(webhook_outbox.c.id == row.id)
-            if code is not None and 200 <= code < 300:
+            if succeeded:
                 await conn.execute(done.values(status="delivered", attempts=made, locked_until=None))
                 await self._set_callback_result(conn, row, True)
-            elif code == 410:
-                # The receiver is gone: stop this URL for this key, queued events included.
+                await conn.execute(_delete_failing(row))
+            elif code == 410 or pause:
                 await conn.execute(done.values(status="stopped", attempts=made, locked_until=None))
-                await conn.execute(
-                    self._stop_url.values(
-                        api_key_id=row.api_key_id, url=row.url, stopped_at=at
-                    ).on_conflict_do_nothing()
-                )
-                await conn.execute(
-                    update(webhook_outbox)
-                    .where(
-                        webhook_outbox.c.api_key_id == row.api_key_id,
-                        webhook_outbox.c.url == row.url,
-                        webhook_outbox.c.status == "pending",
-                    )
-                    .values(status="stopped")
-                )
                 await self._set_callback_result(conn, row, False)
+                await self._stop(conn, row, at, "gone" if code == 410 else "paused")
             elif made < len(self._schedule):
                 delay = self._schedule[made] * random.uniform(1 - _JITTER, 1 + _JITTER)
                 if result.retry_after is not None and result.retry_after > delay:
@@ -269,6 +284,45 @@ class WebhookDispatcher:
                 await conn.execute(done.values(status="failed", attempts=made, locked_until=None))
                 await self._set_callback_result(conn, row, False)
 
+    async def _failing_since(self, conn: AsyncConnection, row: Any, at: datetime) -> datetime:
+        """When this key's URL started failing (now, for its first failure since a success)."""
+        await conn.execute(
+            self._failing.values(
+                api_key_id=row.api_key_id, url=row.url, failing_since=at
+            ).on_conflict_do_nothing()
+        )
+        f = webhook_failing_urls.c
+        since: datetime = (
+            await conn.execute(
+                select(f.failing_since).where(f.api_key_id == row.api_key_id, f.url == row.url)
+            )
+        ).scalar_one()
+        return since if since.tzinfo is not None else since.replace(tzinfo=UTC)
+
+    async def _stop(self, conn: AsyncConnection, row: Any, at: datetime, reason: str) -> None:
+        """No more deliveries to this URL for this key: its queued events stop too, and their
+        tasks' callbacks are marked failed."""
+        await conn.execute(
+            self._stop_url.values(
+                api_key_id=row.api_key_id, url=row.url, stopped_at=at, reason=reason
+            ).on_conflict_do_nothing()
+        )
+        await conn.execute(_delete_failing(row))
+        o = webhook_outbox.c
+        queued = (
+            await conn.execute(
+                select(o.id, o.task_id, o.event_type).where(
+                    o.api_key_id == row.api_key_id, o.url == row.url, o.status == "pending"
+                )
+            )
+        ).all()
+        if queued:
+            await conn.execute(
+                update(webhook_outbox).where(o.id.in_([q.id for q in queued])).values(status="stopped")
+            )
+            for q in queued:
+                await self._set_callback_result(conn, q, False)
+
     @staticmethod
     async def _set_callback_result(conn: AsyncConnection, row: Any, succeeded: bool) -> None:
         """`callback_succeeded` reflects terminal events only (null until the first one ends)."""
@@ -276,3 +330,8 @@ class WebhookDispatcher:
             await conn.execute(
                 update(tasks).where(tasks.c.id == row.task_id).values(callback_succeeded=succeeded)
             )
+
+
+def _delete_failing(row: Any) -> Any:
+    f = webhook_failing_urls.c
+    return delete(webhook_failing_urls).where(f.api_key_id == row.api_key_id, f.url == row.url)

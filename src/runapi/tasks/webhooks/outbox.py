@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 
 from runapi.ids import new_ulid
 from runapi.store.database import Database
-from runapi.store.schema import webhook_attempts, webhook_outbox, webhook_stopped_urls
+from runapi.store.schema import webhook_attempts, webhook_failing_urls, webhook_outbox, webhook_stopped_urls
 from runapi.tasks.records import TaskRecord, rfc3339, utc
 
 MAX_FULL_PAYLOAD = 256 * 1024
@@ -138,13 +138,12 @@ class WebhookOutbox:
             ).first()
             if latest is None:
                 return None
-            # An explicit redelivery lifts a 410 stop for that URL.
-            await conn.execute(
-                delete(webhook_stopped_urls).where(
-                    webhook_stopped_urls.c.api_key_id == latest.api_key_id,
-                    webhook_stopped_urls.c.url == latest.url,
+            # An explicit redelivery lifts a stop for that URL (410 or paused), and its failures
+            # are counted afresh.
+            for table in (webhook_stopped_urls, webhook_failing_urls):
+                await conn.execute(
+                    delete(table).where(table.c.api_key_id == latest.api_key_id, table.c.url == latest.url)
                 )
-            )
             await conn.execute(
                 update(webhook_outbox)
                 .where(webhook_outbox.c.id == latest.id)
