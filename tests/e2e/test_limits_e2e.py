@@ -7,6 +7,7 @@ Every test runs on SQLite and on PostgreSQL; the two-process test needs Redis an
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -30,12 +33,14 @@ from tests.procs import (
     drop_postgres,
     fresh_postgres_url,
     gateway_env,
+    get_task,
     http_json,
     key_id_of,
     ledger_of,
     running_gateway,
     start_gateway_process,
     tier_limits,
+    write_config,
 )
 
 MODEL = "MiniMax-M2.7"  # model class `standard`
@@ -368,3 +373,117 @@ def test_concurrency_cap_refuses_at_once(gateway: Gateway) -> None:
     # The slots came back when the streams ended.
     again = oai(gateway.url, key).chat.completions.create(model=MODEL, messages=user("after\n@sim tokens=2"))
     assert again.choices[0].message.content
+
+
+def when(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def test_async_tasks_over_the_concurrency_cap_wait_in_pending(gateway: Gateway) -> None:
+    """runapi-contract §6.2: sync and stream calls over the cap get 429; async ones wait in
+    `pending`, up to 10 times the cap, then 429; they run one at a time as the slot frees."""
+    account_id, key = gateway.new_account("10")
+    key_id = key_id_of(gateway, account_id)
+    gateway.cli("keys", "set-limits", key_id, "--model-class", "standard", "--concurrent", "1")
+    auth = {"Authorization": f"Bearer {key}"}
+    asynchronous = {**auth, "Prefer": "respond-async"}
+    chat_url = f"{gateway.url}/v1/chat/completions"
+    status, _, holder = http_json(
+        "POST", chat_url, {"model": MODEL, "messages": user("hold\n@sim tokens=3 ttft_ms=2500")}, asynchronous
+    )
+    assert status == 202, holder
+    assert isinstance(holder, dict)
+    deadline = time.monotonic() + 10
+    while True:  # until the first task holds the key's one slot
+        _, _, state = http_json("GET", f"{gateway.url}/v1/tasks/{holder['id']}", headers=auth)
+        if isinstance(state, dict) and state["status"] == "processing":
+            break
+        assert time.monotonic() < deadline, "the first task never took the slot"
+        time.sleep(0.05)
+    with pytest.raises(openai.RateLimitError):  # a sync call over the cap: 429 at once
+        oai(gateway.url, key).chat.completions.create(model=MODEL, messages=user("sync\n@sim tokens=1"))
+
+    body = {"model": MODEL, "messages": user("queued\n@sim tokens=2 ttft_ms=200")}
+    queued: list[str] = []
+    for _ in range(10):  # 10 x the cap of 1
+        status, headers, task = http_json("POST", chat_url, body, asynchronous)
+        assert status == 202, task
+        assert isinstance(task, dict)
+        assert task["status"] == "pending"
+        assert headers["x-ratelimit-remaining-requests"]  # the state that made it wait
+        queued.append(str(task["id"]))
+    status, headers, refused = http_json("POST", chat_url, body, asynchronous)
+    assert status == 429, refused
+    assert isinstance(refused, dict)
+    assert refused["error"]["code"] == "rate_limit_exceeded"
+    assert "x-runapi-task-id" not in headers
+    _, _, waiting = http_json("GET", f"{gateway.url}/v1/tasks/{queued[0]}", headers=auth)
+    assert isinstance(waiting, dict)
+    assert waiting["status"] == "pending"
+    first = get_task(gateway, key, str(holder["id"]), timeout=30)
+    assert first["status"] == "completed"
+    done = [get_task(gateway, key, task_id, timeout=60) for task_id in queued]
+    assert [t["status"] for t in done] == ["completed"] * 10
+    assert all(t["cost"]["amount_micros"] > 0 for t in done)
+    # One slot: each ran after the one before it (the slot is given back just before the task's
+    # end is stamped, so allow a few ms; two running at once would overlap by the 200 ms wait).
+    spans = sorted((when(t["started_at"]), when(t["completed_at"])) for t in [first, *done])
+    assert all(b[0] >= a[1] - 0.05 for a, b in itertools.pairwise(spans)), spans
+    charged = [e["task_id"] for e in ledger_of(gateway_db(gateway), account_id) if e["type"] == "charge"]
+    assert len(set(charged)) == len(charged)  # each once
+    assert {holder["id"], *queued} <= set(charged)
+
+
+def test_a_task_still_waiting_at_its_deadline_fails_and_costs_nothing(
+    simulator: Proc, own_database_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, "[tasks]\ndeadline_seconds = 1.5\n")
+    env = gateway_env(own_database_url, simulator.url, RUNAPI_CONFIG=config)
+    with running_gateway(env, "0") as gw:
+        account_id, key = gw.new_account("5")
+        gw.cli(
+            "keys", "set-limits", key_id_of(gw, account_id), "--model-class", "standard", "--concurrent", "1"
+        )
+        asynchronous = {"Authorization": f"Bearer {key}", "Prefer": "respond-async"}
+        chat_url = f"{gw.url}/v1/chat/completions"
+        _, _, holder = http_json(
+            "POST",
+            chat_url,
+            {"model": MODEL, "messages": user("hold\n@sim tokens=2 ttft_ms=4000")},
+            asynchronous,
+        )
+        assert isinstance(holder, dict)
+        time.sleep(0.3)  # the first task takes the slot (it is the only one of this key)
+        status, _, waiting = http_json(
+            "POST", chat_url, {"model": MODEL, "messages": user("waits\n@sim tokens=2")}, asynchronous
+        )
+        assert status == 202, waiting
+        assert isinstance(waiting, dict)
+        failed = get_task(gw, key, str(waiting["id"]), timeout=30)
+        assert (failed["status"], failed["error_code"], failed["started_at"]) == (
+            "failed",
+            "rate_limit_exceeded",
+            None,
+        )
+        assert failed["cost"]["amount_micros"] == 0
+        assert get_task(gw, key, str(holder["id"]), timeout=30)["status"] == "completed"
+        entries = [
+            e for e in ledger_of(gw.env["RUNAPI_DATABASE_URL"], account_id) if e["task_id"] == waiting["id"]
+        ]
+        assert sorted(e["type"] for e in entries) == ["hold", "hold_release"]  # held, then released
+        assert sum(int(e["amount_micros"]) for e in entries) == 0
+        # Its place in the queue was given back: a new holder, and again 10 (10 x the cap) wait.
+        _, _, holder = http_json(
+            "POST",
+            chat_url,
+            {"model": MODEL, "messages": user("hold\n@sim tokens=2 ttft_ms=1000")},
+            asynchronous,
+        )
+        time.sleep(0.3)
+        statuses = [
+            http_json(
+                "POST", chat_url, {"model": MODEL, "messages": user(f"q{i}\n@sim tokens=1")}, asynchronous
+            )[0]
+            for i in range(11)
+        ]
+        assert statuses == [202] * 10 + [429]

@@ -2,6 +2,8 @@
 
 Order per request (runapi-contract §6.2): rate limits (RPM, concurrency, ITPM estimate) → free
 grant or hold → task → upstream; limits are checked first, so a refused request costs nothing.
+An async task refused only for its key's concurrency is the exception: it is held and queued
+(`pending`, up to 10 times the cap), and admitted by the limits when a slot frees.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from runapi.billing import Ledger
 from runapi.billing.records import Admission, AdmissionTerms
 from runapi.canonical.codec import RateLimitView
 from runapi.errors import RunapiError
+from runapi.limits.buckets import Dimension
 from runapi.limits.limiter import Limiter, LimitExceeded, LimitState
-from runapi.limits.tiers import TierTable
+from runapi.limits.tiers import LimitValues, TierTable
+from runapi.limits.waiting import SlotWaiters
 from runapi.metrics import Metrics
 from runapi.pipeline.context import Generation
 from runapi.pipeline.hooks import PipelineHooks
@@ -62,6 +66,7 @@ class GatewayHooks(TaskSteps, PipelineHooks):
         self.tasks = tasks
         self.history = history
         self.metrics = metrics
+        self.slot_waiters = SlotWaiters()
 
     def validate_callback_url(self, url: str) -> None:
         check_callback_url(url, self.settings.webhooks)
@@ -81,9 +86,10 @@ class GatewayHooks(TaskSteps, PipelineHooks):
                     est_input_tokens=gen.est_input_tokens,
                 )
             except LimitExceeded as exc:
-                gen.refusal_state = exc.state
-                self._rejected(exc)
-                raise
+                gen.refusal_state = exc.state  # for the answer's headers: 429, or the queued 202
+                if not self._queue_for_a_slot(gen, exc, limits):
+                    self._rejected(exc)
+                    raise
         if self.ledger is not None:
             terms = AdmissionTerms(
                 account_id=principal.account_id,
@@ -99,6 +105,48 @@ class GatewayHooks(TaskSteps, PipelineHooks):
                 gen.pending_admission = ahead
                 return
             await self._admission(gen, self.ledger.admit(**terms))
+
+    def _queue_for_a_slot(self, gen: Generation, refused: LimitExceeded, limits: LimitValues) -> bool:
+        if gen.mode != "async" or refused.refusal.dimension is not Dimension.CONCURRENT:
+            return False
+        if not self.slot_waiters.join(gen.principal.key_id, refused.refusal.limit):
+            return False
+        gen.slot_wait = limits
+        return True
+
+    async def wait_for_limits(self, gen: Generation) -> RunapiError | None:
+        limits: LimitValues | None = gen.slot_wait
+        if limits is None or self.limiter is None:
+            return None
+        principal = gen.principal
+        # As long as the task itself may run: its deadline counts from its creation.
+        deadline = gen.started_monotonic + self.settings.tasks.deadline_seconds
+        try:
+            while True:
+                try:
+                    gen.ticket = await self.limiter.admit(
+                        key_id=principal.key_id,
+                        account_id=principal.account_id,
+                        model_class=gen.model.model_class,
+                        limits=limits,
+                        est_input_tokens=gen.est_input_tokens,
+                    )
+                    return None
+                except LimitExceeded as exc:
+                    if time.monotonic() >= deadline:
+                        return exc
+                    await self.slot_waiters.pause(principal.key_id, exc.refusal.retry_after)
+                except RunapiError as exc:  # the limits' state is unavailable (503): try again
+                    if time.monotonic() >= deadline:
+                        return exc
+                    await asyncio.sleep(self.slot_waiters.poll_seconds)
+        finally:
+            self._leave_queue(gen)
+
+    def _leave_queue(self, gen: Generation) -> None:
+        if gen.slot_wait is not None:
+            gen.slot_wait = None
+            self.slot_waiters.leave(gen.principal.key_id)
 
     async def confirm_admission(self, gen: Generation) -> None:
         pending, gen.pending_admission = gen.pending_admission, None
@@ -189,6 +237,9 @@ class GatewayHooks(TaskSteps, PipelineHooks):
     # ------------------------------------------------------------------ helpers
 
     async def _release_limits(self, gen: Generation) -> None:
+        # A place in the queue for a slot goes too: the task ended (or was refused, or never
+        # submitted) before its wait did.
+        self._leave_queue(gen)
         if self.limiter is None or gen.ticket is None:
             return
         usage = gen.usage
@@ -198,6 +249,7 @@ class GatewayHooks(TaskSteps, PipelineHooks):
             input_tokens=(usage.uncached_input_tokens + usage.cache_write_tokens) if usage else None,
             output_tokens=usage.output_tokens if usage else None,
         )
+        self.slot_waiters.released(gen.principal.key_id)
 
     def _rejected(self, error: RunapiError) -> None:
         if self.metrics is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from runapi.auth import Principal
 from runapi.canonical.codec import Decoded
-from runapi.errors import InternalError, InvalidRequest
+from runapi.errors import InternalError, InvalidRequest, RunapiError
 from runapi.pipeline.context import Generation
 from runapi.server.exchange import Answer, Exchange
 
@@ -43,6 +43,11 @@ class PipelineHooks:
         """Take what the request needs (limits, a hold). May leave the hold's answer pending
         (`gen.pending_admission`): the pipeline then starts the upstream call and awaits it with
         `confirm_admission` before the task exists."""
+        return None
+
+    async def wait_for_limits(self, gen: Generation) -> RunapiError | None:
+        """An async task admitted to wait for a concurrency slot: wait for it (the task stays
+        `pending`); the refusal when the wait ran out, else None."""
         return None
 
     async def confirm_admission(self, gen: Generation) -> None:

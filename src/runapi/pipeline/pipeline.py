@@ -214,6 +214,9 @@ class Pipeline:
 
     async def _run_detached(self, gen: Generation) -> None:
         """Async mode: the same loop with no client attached; frames feed the task's event log."""
+        if gen.refused_while_pending is not None:  # waited for a concurrency slot past its deadline
+            await self._settle(gen, gen.refused_while_pending, False)
+            return
         publish = self.hooks.event_publisher(gen)
         encoder = gen.surface.stream_encoder(gen.meta, gen.decoded)
         gen.stream_encoder = encoder if publish is not None else None

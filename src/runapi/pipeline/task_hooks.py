@@ -189,8 +189,11 @@ class TaskSteps:
         async def work() -> None:
             started = False
             try:
+                # Over the key's concurrency cap: `pending` until the limits admit it.
+                gen.refused_while_pending = await self.wait_for_limits(gen)  # type: ignore[attr-defined]
                 async with tasks.runner.slot():
-                    await tasks.store.mark_processing(gen.task_id)
+                    if gen.refused_while_pending is None:
+                        await tasks.store.mark_processing(gen.task_id)
                     started = True
                     await run(gen)
             except asyncio.CancelledError:
