@@ -31,6 +31,9 @@ class UpstreamSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     # "auto", only when the content opens with `<think>`; "always": the template opened it).
     reasoning_split: bool | None = None
     think_tags: Literal["auto", "always", "never"] | None = None
+    # Read MiniMax's raw `<minimax:tool_call>` blocks out of `content` into tool calls (None: the
+    # adapter's default, on for openai_compatible servers, off for MiniMax's API, which parses them).
+    tool_call_tags: bool | None = None
     # MiniMax M3: also send the client's effort as `reasoning_effort` (protocols.md §5.3). Off by
     # default: MiniMax's verifier tests the field, but one integrator reports M3 rejecting it.
     forward_reasoning_effort: bool = False

@@ -3,6 +3,7 @@ read generically) and on a vLLM-shaped upstream (`reasoning` deltas, `stop_reaso
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -133,7 +134,16 @@ async def vllm_handler(request: web.Request) -> web.StreamResponse:
             "code": 400,
         }
         return web.json_response(error, status=400)
-    if prompt == "mid-stream error":
+    if prompt == "raw tool call":
+        # A MiniMax model on vLLM without a tool parser: the call arrives as text, cut anywhere.
+        raw = RAW_CALL_TEXT
+        cuts = [0, 9, 20, 31, 47, 80, 123, len(raw)]
+        payload = sse(
+            *(vllm_chunk({"content": raw[a:b]}) for a, b in itertools.pairwise(cuts)),
+            vllm_chunk({}, "stop"),
+            {"id": "chatcmpl-v1", "choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 40}},
+        )
+    elif prompt == "mid-stream error":
         payload = sse(vllm_chunk({"content": "part"})).replace(
             b"data: [DONE]",
             b'data: {"error":{"message":"engine died","type":"InternalServerError","code":500}}',
@@ -176,6 +186,33 @@ async def test_vllm_reasoning_field_and_stop_reason(vllm: ChatCompletionsProvide
     assert Finished("stop_sequence", stop_sequence="END") in events
     assert isinstance(events[-1], UsageReport)
     assert events[-1].usage.input_tokens == 7
+
+
+RAW_CALL_TEXT = (
+    'Let me check.\n<minimax:tool_call>\n<invoke name="get_time">\n'
+    '<parameter name="zone">Europe/Paris</parameter>\n<parameter name="offset">2</parameter>\n'
+    "</invoke>\n</minimax:tool_call>\n"
+)
+TIMED_CLOCK = ToolSpec(
+    name="get_time",
+    parameters={"type": "object", "properties": {"zone": {"type": "string"}, "offset": {"type": "integer"}}},
+)
+
+
+async def test_raw_minimax_tool_calls_in_text_become_tool_calls(
+    vllm: ChatCompletionsProvider, m27: ModelEntry
+) -> None:
+    events = await collect(vllm, ask("served-model", "raw tool call", tools=(TIMED_CLOCK,)), m27)
+    completion = fold(events)
+    assert completion.text == "Let me check.\n"
+    [call] = completion.tool_calls
+    assert call.name == "get_time"
+    assert msgspec.json.decode(call.arguments) == {"zone": "Europe/Paris", "offset": 2}
+    assert call.id.startswith("call_")
+    assert completion.finish_reason == "tool_calls"
+    # Without tools in the request the same text is only text.
+    plain = fold(await collect(vllm, ask("served-model", "raw tool call"), m27))
+    assert (plain.text, plain.tool_calls, plain.finish_reason) == (RAW_CALL_TEXT, [], "stop")
 
 
 async def test_vllm_context_error(vllm: ChatCompletionsProvider, m27: ModelEntry) -> None:

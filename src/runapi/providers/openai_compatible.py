@@ -4,7 +4,8 @@ The shared Chat Completions mapping without MiniMax's quirks: `stop`, `seed`, `t
 `response_format` go upstream as given (the gateway still enforces `stop` itself, so a server that
 ignores it is covered), earlier reasoning goes back as `reasoning_content`, reasoning is read from
 `reasoning_content` or `reasoning`, and inline `<think>` tags are split off when the content opens
-with one (`think_tags` in the upstream's settings changes that).
+with one (`think_tags` in the upstream's settings changes that), and a self-hosted MiniMax model's
+raw `<minimax:tool_call>` blocks become tool calls (`tool_call_tags = false` turns that off).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def openai_compatible_provider(name: str, upstream: UpstreamSettings, settings: 
         builder=RequestBuilder(reasoning_split=True if upstream.reasoning_split else None),
         errors=ErrorMapper(name),
         think_mode=upstream.think_tags or "auto",
+        tool_tags=upstream.tool_call_tags is not False,
         enforce_stop=True,
         id_headers=("x-request-id",),
     )

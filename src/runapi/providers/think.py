@@ -35,7 +35,7 @@ _AFTER_CLOSE = 3  # after </think>, dropping the blank line
 _TEXT = 4
 
 
-def _held_tag_prefix(buf: str, tag: str) -> int:
+def held_tag_prefix(buf: str, tag: str) -> int:
     """Length of the longest suffix of `buf` that is a proper prefix of `tag`."""
     for size in range(min(len(tag) - 1, len(buf)), 0, -1):
         if buf.endswith(tag[:size]):
@@ -105,7 +105,7 @@ class ThinkParser:
             elif state == _REASONING:
                 end = buf.find(CLOSE_TAG)
                 if end < 0:
-                    held = _held_tag_prefix(buf, CLOSE_TAG)
+                    held = held_tag_prefix(buf, CLOSE_TAG)
                     if held:
                         self._buf = buf[-held:]
                         buf = buf[:-held]

@@ -39,6 +39,7 @@ def minimax_provider(name: str, upstream: UpstreamSettings, settings: Settings) 
         ),
         errors=MiniMaxErrorMapper(name),
         think_mode=upstream.think_tags or "auto",
+        tool_tags=upstream.tool_call_tags is True,  # MiniMax's API parses them itself
         enforce_stop=True,
         id_headers=ID_HEADERS,
     )

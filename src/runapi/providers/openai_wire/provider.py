@@ -23,6 +23,7 @@ from runapi.providers.openai_wire.sse import SSEDecoder
 from runapi.providers.openai_wire.stream import StreamTranslator
 from runapi.providers.openai_wire.wire import Chunk, chunk_decoder
 from runapi.providers.think import ThinkMode
+from runapi.providers.tool_tags import ToolTagParser
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ChatCompletionsProvider:
         builder: RequestBuilder,
         errors: ErrorMapper,
         think_mode: ThinkMode = "never",
+        tool_tags: bool = False,
         enforce_stop: bool = True,
         id_headers: tuple[str, ...] = (),
         headers: Mapping[str, str] | None = None,
@@ -51,6 +53,9 @@ class ChatCompletionsProvider:
         self.builder = builder
         self.errors = errors
         self.think_mode: ThinkMode = think_mode
+        # Read MiniMax's raw `<minimax:tool_call>` blocks out of the text (a self-hosted model
+        # served without a tool parser); only for requests that declare tools.
+        self.tool_tags = tool_tags
         self.enforce_stop = enforce_stop
         self._id_headers = id_headers
         self._headers = headers
@@ -133,7 +138,10 @@ class _StreamState:
         self._provider = provider
         self._decoder = SSEDecoder()
         self._translator = StreamTranslator(
-            think_mode=provider.think_mode, stops=request.stop, upstream_id=upstream_id
+            think_mode=provider.think_mode,
+            stops=request.stop,
+            upstream_id=upstream_id,
+            tool_tags=ToolTagParser(request.tools) if provider.tool_tags and request.tools else None,
         )
         self._stops = StopSequenceFilter(request.stop) if provider.enforce_stop and request.stop else None
         self.ended = False

@@ -7,7 +7,8 @@ so a network read that carried ten chunks costs one list, not ten.
 Rules it implements:
 - reasoning comes from `reasoning_content`, else `reasoning`, else the `reasoning_details` texts of
   the same delta (MiniMax sends both forms of the same fragment: counting both would double it);
-- `content` runs through the `<think>` parser when one is configured;
+- `content` runs through the `<think>` parser when one is configured, and its text through the
+  `<minimax:tool_call>` parser when the upstream may leak raw tool calls (`providers/tool_tags.py`);
 - a tool call starts once its id and name are known; argument fragments that came earlier are
   released with the start (servers differ in which fragment carries what);
 - `stop` with tool calls present is reported as `tool_calls`;
@@ -36,6 +37,7 @@ from runapi.ids import new_ulid
 from runapi.providers.openai_wire.wire import Choice, Chunk, Delta, UsageWire
 from runapi.providers.openai_wire.wire import ToolCallDelta as WireToolCallDelta
 from runapi.providers.think import ThinkMode, ThinkParser
+from runapi.providers.tool_tags import RawToolCall, ToolTagParser
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +86,22 @@ class StreamTranslator:
         "_next_index",
         "_spare_key",
         "_stops",
+        "_tags",
         "_think",
         "_upstream_id",
         "_usage",
     )
 
     def __init__(
-        self, *, think_mode: ThinkMode = "never", stops: tuple[str, ...] = (), upstream_id: str | None = None
+        self,
+        *,
+        think_mode: ThinkMode = "never",
+        stops: tuple[str, ...] = (),
+        upstream_id: str | None = None,
+        tool_tags: ToolTagParser | None = None,
     ) -> None:
         self._think = ThinkParser(think_mode) if think_mode != "never" else None
+        self._tags = tool_tags
         self._stops = stops
         self._upstream_id = upstream_id
         self._info_sent = False
@@ -152,20 +161,36 @@ class StreamTranslator:
             out.append(ReasoningDelta(reasoning))
         if delta.content:
             if self._think is None:
-                out.append(TextDelta(delta.content))
+                self._text(delta.content, out)
             else:
                 self._emit_split(self._think.feed(delta.content), out)
         if delta.tool_calls:
             for fragment in delta.tool_calls:
                 self._tool_fragment(fragment, out)
 
-    @staticmethod
-    def _emit_split(split: tuple[str, str], out: list[Event]) -> None:
+    def _emit_split(self, split: tuple[str, str], out: list[Event]) -> None:
         reasoning, text = split
         if reasoning:
             out.append(ReasoningDelta(reasoning))
         if text:
+            self._text(text, out)
+
+    def _text(self, text: str, out: list[Event]) -> None:
+        if self._tags is None:
             out.append(TextDelta(text))
+            return
+        shown, calls = self._tags.feed(text)
+        if shown:
+            out.append(TextDelta(shown))
+        for call in calls:
+            self._raw_call(call, out)
+
+    def _raw_call(self, call: RawToolCall, out: list[Event]) -> None:
+        """A call the model wrote into its text: whole, so it starts and ends at once."""
+        index = self._next_index
+        self._next_index += 1
+        out.append(ToolCallStart(index=index, id="call_" + new_ulid().lower(), name=call.name))
+        out.append(ToolCallDelta(index=index, arguments=call.arguments))
 
     def _end_think(self, out: list[Event]) -> None:
         """Inline reasoning cannot continue past a tool call or the finish: release what is held."""
@@ -224,6 +249,10 @@ class StreamTranslator:
 
     def _finish(self, choice: Choice | None, out: list[Event]) -> None:
         self._end_think(out)
+        if self._tags is not None:
+            rest = self._tags.finish()  # a block that never closed is text after all
+            if rest:
+                out.append(TextDelta(rest))
         for call in self._calls.values():
             if call.started:
                 continue
