@@ -67,16 +67,14 @@ async def refund_task(
     now = now or datetime.now(UTC)
     e, a = ledger_entries.c, accounts.c
     async with db.begin() as conn:
-        charge = (
+        charged_account = (
             await conn.execute(
-                select(e.account_id, e.amount_micros).where(
-                    e.idempotency_key == task_key(task_id, EntryType.CHARGE)
-                )
+                select(e.account_id).where(e.idempotency_key == task_key(task_id, EntryType.CHARGE))
             )
-        ).first()
-        if charge is None:
+        ).scalar_one_or_none()
+        if charged_account is None:
             raise NotFound(f"Task {task_id} has no charge to refund.", code="charge_not_found")
-        account_id = int(charge.account_id)
+        account_id = int(charged_account)
         if (await conn.execute(select(e.id).where(e.idempotency_key == key))).first() is not None:
             # A retry: answered as it was, even when nothing is left to refund now.
             return await _repeated(conn, key, task_id, amount_micros)

@@ -78,13 +78,7 @@ class GatewayHooks(TaskSteps, PipelineHooks):
         if self.limiter is not None:
             limits = self.tiers.limits_for(principal.tier, gen.model.model_class, principal.limit_overrides)
             try:
-                gen.ticket = await self.limiter.admit(
-                    key_id=principal.key_id,
-                    account_id=principal.account_id,
-                    model_class=gen.model.model_class,
-                    limits=limits,
-                    est_input_tokens=gen.est_input_tokens,
-                )
+                await self._take_limits(gen, limits)
             except LimitExceeded as exc:
                 gen.refusal_state = exc.state  # for the answer's headers: 429, or the queued 202
                 if not self._queue_for_a_slot(gen, exc, limits):
@@ -106,6 +100,17 @@ class GatewayHooks(TaskSteps, PipelineHooks):
                 return
             await self._admission(gen, self.ledger.admit(**terms))
 
+    async def _take_limits(self, gen: Generation, limits: LimitValues) -> None:
+        assert self.limiter is not None
+        principal = gen.principal
+        gen.ticket = await self.limiter.admit(
+            key_id=principal.key_id,
+            account_id=principal.account_id,
+            model_class=gen.model.model_class,
+            limits=limits,
+            est_input_tokens=gen.est_input_tokens,
+        )
+
     def _queue_for_a_slot(self, gen: Generation, refused: LimitExceeded, limits: LimitValues) -> bool:
         if gen.mode != "async" or refused.refusal.dimension is not Dimension.CONCURRENT:
             return False
@@ -118,24 +123,17 @@ class GatewayHooks(TaskSteps, PipelineHooks):
         limits: LimitValues | None = gen.slot_wait
         if limits is None or self.limiter is None:
             return None
-        principal = gen.principal
         # As long as the task itself may run: its deadline counts from its creation.
         deadline = gen.started_monotonic + self.settings.tasks.deadline_seconds
         try:
             while True:
                 try:
-                    gen.ticket = await self.limiter.admit(
-                        key_id=principal.key_id,
-                        account_id=principal.account_id,
-                        model_class=gen.model.model_class,
-                        limits=limits,
-                        est_input_tokens=gen.est_input_tokens,
-                    )
+                    await self._take_limits(gen, limits)
                     return None
                 except LimitExceeded as exc:
                     if time.monotonic() >= deadline:
                         return exc
-                    await self.slot_waiters.pause(principal.key_id, exc.refusal.retry_after)
+                    await self.slot_waiters.pause(gen.principal.key_id, exc.refusal.retry_after)
                 except RunapiError as exc:  # the limits' state is unavailable (503): try again
                     if time.monotonic() >= deadline:
                         return exc
