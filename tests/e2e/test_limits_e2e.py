@@ -487,3 +487,59 @@ def test_a_task_still_waiting_at_its_deadline_fails_and_costs_nothing(
             for i in range(11)
         ]
         assert statuses == [202] * 10 + [429]
+
+
+@needs_postgres_and_redis
+def test_the_queue_for_a_slot_is_bounded_across_processes(simulator: Proc) -> None:
+    """10 times the cap wait in all processes together (the places are in Redis), not in each."""
+    with two_processes_one_key(simulator, "--concurrent", "1") as pair:
+        key = pair.first.api_key
+        asynchronous = {"Authorization": f"Bearer {key}", "Prefer": "respond-async"}
+        urls = [f"{gw}/v1/chat/completions" for gw in (pair.first.url, pair.second.url)]
+        status, _, holder = http_json(
+            "POST",
+            urls[0],
+            {"model": MODEL, "messages": user("hold\n@sim tokens=2 ttft_ms=3000")},
+            asynchronous,
+        )
+        assert status == 202, holder
+        assert isinstance(holder, dict)
+        deadline = time.monotonic() + 10
+        while True:  # until the first task holds the key's one slot
+            _, _, state = http_json("GET", f"{pair.first.url}/v1/tasks/{holder['id']}", headers=asynchronous)
+            if isinstance(state, dict) and state["status"] == "processing":
+                break
+            assert time.monotonic() < deadline, "the first task never took the slot"
+            time.sleep(0.05)
+        answers = [
+            http_json(
+                "POST",
+                urls[i % 2],
+                {"model": MODEL, "messages": user(f"queued {i}\n@sim tokens=1 ttft_ms=50")},
+                asynchronous,
+            )
+            for i in range(16)
+        ]
+        assert [status for status, _, _ in answers] == [202] * 10 + [429] * 6
+        queued = [str(task["id"]) for _, _, task in answers[:10] if isinstance(task, dict)]
+        done = [get_task(pair.first, key, task_id, timeout=60) for task_id in queued]
+        assert [t["status"] for t in done] == ["completed"] * 10
+        # The places were given back as the tasks ran: the queue takes 10 again.
+        status, _, holder = http_json(
+            "POST",
+            urls[1],
+            {"model": MODEL, "messages": user("hold\n@sim tokens=2 ttft_ms=1500")},
+            asynchronous,
+        )
+        assert status == 202, holder
+        time.sleep(0.3)
+        statuses = [
+            http_json(
+                "POST",
+                urls[i % 2],
+                {"model": MODEL, "messages": user(f"again {i}\n@sim tokens=1")},
+                asynchronous,
+            )[0]
+            for i in range(11)
+        ]
+        assert statuses == [202] * 10 + [429]

@@ -130,6 +130,17 @@ class LimiterBackend(Protocol):
 
     async def refresh_leases(self, slots: Sequence[SlotRef]) -> None: ...
 
+    async def join_queue(self, place: SlotRef, bound: int) -> bool:
+        """Take a place (`place.slot_id`) in the queue of the key and model class for a concurrency
+        slot, unless `bound` places are taken already (runapi-contract §6.2: 10 times the cap)."""
+        ...
+
+    async def leave_queue(self, place: SlotRef) -> None: ...
+
+    async def refresh_queue_leases(self, places: Sequence[SlotRef]) -> None:
+        """Keep the places of this process's waiting tasks (a dead process's expire)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

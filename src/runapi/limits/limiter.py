@@ -6,6 +6,9 @@
     await limiter.add_output(ticket, n)            # as output tokens stream; never refuses
     await limiter.release(ticket, input_tokens=..., output_tokens=...)   # in `finally`; idempotent
 
+An async task refused for concurrency may wait for a slot instead: `join_queue` takes one of the
+key's bounded places (shared by every process on Redis), `leave_queue` gives it back.
+
 Admission checks the key's and the account's buckets together and debits nothing when it refuses.
 When the shared state cannot be reached, `failure_mode` decides: "closed" answers 503
 (`Overloaded`), "open" admits unchecked and logs a (throttled) warning. Neither hangs: every
@@ -117,6 +120,7 @@ class Limiter:
         self.enabled = enabled
         self._clock = clock
         self._live: set[LimitTicket] = set()
+        self._queued: set[SlotRef] = set()  # places in a queue for a slot, leased like slots
         # Slot ids only need to be unique among live slots (across processes, for Redis): a
         # ULID per limiter, then a counter.
         self._slot_prefix = new_ulid()
@@ -134,8 +138,7 @@ class Limiter:
         est_input_tokens: int,
     ) -> LimitTicket:
         """Admit one request or raise `LimitExceeded` (a `RateLimited`) without debiting anything."""
-        slot_id = f"{self._slot_prefix}.{next(self._slot_numbers):x}"
-        slot = SlotRef(key_id=key_id, account_id=account_id, model_class=model_class, slot_id=slot_id)
+        slot = self._new_ref(key_id, account_id, model_class)
         est = max(0, est_input_tokens)
         if not self.enabled:
             return _unchecked(slot, limits, est)
@@ -212,6 +215,35 @@ class Limiter:
             return
         _remember(ticket, used)
 
+    async def join_queue(
+        self, *, key_id: str, account_id: int, model_class: str, bound: int
+    ) -> SlotRef | None:
+        """A place among the tasks of the key and model class waiting for a concurrency slot, or
+        None when `bound` of them wait already (in every process, on a shared backend), or when
+        the queue cannot be reached: the caller's refusal then stands."""
+        if bound <= 0 or not self.enabled:
+            return None
+        place = self._new_ref(key_id, account_id, model_class)
+        try:
+            joined = await self.backend.join_queue(place, bound)
+        except BackendUnavailable as exc:
+            self._warn.warning("could not queue a task for a concurrency slot: %s", exc)
+            return None
+        if not joined:
+            return None
+        if self.backend.needs_lease_refresh:
+            self._queued.add(place)
+            self._ensure_lease_keeper()
+        return place
+
+    async def leave_queue(self, place: SlotRef) -> None:
+        """Give the place back. Never raises for an unavailable backend (the place's lease ends)."""
+        self._queued.discard(place)
+        try:
+            await self.backend.leave_queue(place)
+        except BackendUnavailable as exc:
+            self._warn.warning("could not leave the queue for a slot (the place will expire): %s", exc)
+
     def view(self, ticket: LimitTicket) -> LimitState:
         """The rate-limit state as of the ticket's last exchange with the backend (no I/O)."""
         if ticket.state is None:
@@ -228,6 +260,10 @@ class Limiter:
         await self.backend.aclose()
 
     # -- internals
+
+    def _new_ref(self, key_id: str, account_id: int, model_class: str) -> SlotRef:
+        slot_id = f"{self._slot_prefix}.{next(self._slot_numbers):x}"
+        return SlotRef(key_id=key_id, account_id=account_id, model_class=model_class, slot_id=slot_id)
 
     async def _flush_output(self, ticket: LimitTicket) -> None:
         pending = ticket.output_reported - ticket.output_debited
@@ -257,14 +293,19 @@ class Limiter:
             )
 
     async def _keep_leases(self) -> None:
-        """Refresh the concurrency leases of this process's in-flight requests, so a long stream
-        keeps its slot while a dead process's slots expire. Ends when nothing is in flight."""
+        """Refresh the concurrency leases of this process's in-flight requests (and the places of
+        its tasks waiting for one), so a long stream keeps its slot while a dead process's slots
+        expire. Ends when nothing is in flight or waiting."""
         interval = max(0.05, self.backend.lease_seconds / 3)
-        while self._live:
+        while self._live or self._queued:
             await asyncio.sleep(interval)
             slots = [t.slot for t in self._live]
+            places = list(self._queued)
             try:
-                await self.backend.refresh_leases(slots)
+                if slots:
+                    await self.backend.refresh_leases(slots)
+                if places:
+                    await self.backend.refresh_queue_leases(places)
             except BackendUnavailable as exc:
                 self._warn.warning("could not refresh rate-limit leases: %s", exc)
 

@@ -67,6 +67,7 @@ class InProcessLimiterBackend:
         self._clock = clock
         self._scopes: dict[tuple[Scope, str | int, str], _ScopeState] = {}
         self._admissions = 0
+        self._queues: dict[tuple[str, str], set[str]] = {}  # (key, model class) → waiting places
 
     def _state(self, scope: Scope, owner: str | int, model_class: str, limits: LimitValues) -> _ScopeState:
         ident = (scope, owner, model_class)
@@ -110,12 +111,33 @@ class InProcessLimiterBackend:
     async def refresh_leases(self, slots: Sequence[SlotRef]) -> None:
         return None  # slots live and die with this process: nothing to lease
 
+    async def join_queue(self, place: SlotRef, bound: int) -> bool:
+        queue = self._queues.setdefault((place.key_id, place.model_class), set())
+        if place.slot_id not in queue and len(queue) >= bound:
+            if not queue:
+                del self._queues[(place.key_id, place.model_class)]
+            return False
+        queue.add(place.slot_id)
+        return True
+
+    async def leave_queue(self, place: SlotRef) -> None:
+        ident = (place.key_id, place.model_class)
+        queue = self._queues.get(ident)
+        if queue is not None:
+            queue.discard(place.slot_id)
+            if not queue:
+                del self._queues[ident]
+
+    async def refresh_queue_leases(self, places: Sequence[SlotRef]) -> None:
+        return None
+
     def __len__(self) -> int:
         """How many (scope, owner, model class) records are held."""
         return len(self._scopes)
 
     async def aclose(self) -> None:
         self._scopes.clear()
+        self._queues.clear()
 
     def _prune(self) -> None:
         now = self._clock()

@@ -64,7 +64,13 @@ class RedisLimiterBackend:
 
     async def load_scripts(self) -> None:
         """Load the scripts now (optional; the first call loads them otherwise)."""
-        for source in (redis_script.ADMIT, redis_script.ADJUST, redis_script.REFRESH):
+        for source in (
+            redis_script.ADMIT,
+            redis_script.ADJUST,
+            redis_script.REFRESH,
+            redis_script.QUEUE_JOIN,
+            redis_script.QUEUE_REFRESH,
+        ):
             await self._bounded(self._load(source))
 
     async def admit(self, request: AdmitRequest) -> AdmitOutcome:
@@ -105,8 +111,22 @@ class RedisLimiterBackend:
         return _used(reply)
 
     async def refresh_leases(self, slots: Sequence[SlotRef]) -> None:
-        for start in range(0, len(slots), _REFRESH_BATCH):
-            await self._bounded(self._refresh_batch(slots[start : start + _REFRESH_BATCH]))
+        await self._refresh(redis_script.REFRESH, slots, self._slot_keys)
+
+    async def join_queue(self, place: SlotRef, bound: int) -> bool:
+        args = [self._now_ms(), place.slot_id, self._lease_ms, str(bound)]
+        reply: list[str] = await self._bounded(
+            self._run(redis_script.QUEUE_JOIN, [self._queue_key(place)], args)
+        )
+        return reply == ["1"]
+
+    async def leave_queue(self, place: SlotRef) -> None:
+        await self._bounded(
+            self._redis.call("ZREM", self._queue_key(place), place.slot_id, reply_within=self._timeout)
+        )
+
+    async def refresh_queue_leases(self, places: Sequence[SlotRef]) -> None:
+        await self._refresh(redis_script.QUEUE_REFRESH, places, lambda place: (self._queue_key(place),))
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -119,6 +139,13 @@ class RedisLimiterBackend:
         key_buckets = f"{base}:k:{slot.key_id}:{slot.model_class}"
         account_buckets = f"{base}:a:{slot.model_class}"
         return [key_buckets, key_buckets + ":slots", account_buckets, account_buckets + ":slots"]
+
+    def _slot_keys(self, slot: SlotRef) -> tuple[str, ...]:
+        keys = self._keys(slot)
+        return keys[1], keys[3]
+
+    def _queue_key(self, place: SlotRef) -> str:
+        return self._keys(place)[0] + ":queue"
 
     def _now_ms(self) -> str:
         return "-1" if self._clock is None else repr(self._clock() * 1000)
@@ -153,15 +180,22 @@ class RedisLimiterBackend:
             )
         return [str(part) for part in reply]
 
-    async def _refresh_batch(self, slots: Sequence[SlotRef]) -> None:
-        source = redis_script.REFRESH
+    async def _refresh(
+        self, source: str, refs: Sequence[SlotRef], keys_of: Callable[[SlotRef], tuple[str, ...]]
+    ) -> None:
+        for start in range(0, len(refs), _REFRESH_BATCH):
+            await self._bounded(self._refresh_batch(source, refs[start : start + _REFRESH_BATCH], keys_of))
+
+    async def _refresh_batch(
+        self, source: str, refs: Sequence[SlotRef], keys_of: Callable[[SlotRef], tuple[str, ...]]
+    ) -> None:
         sha = self._shas.get(source) or await self._load(source)
         for attempt in range(2):
             commands: list[tuple[str | bytes, ...]] = []
-            for slot in slots:
-                keys = self._keys(slot)
+            for ref in refs:
+                keys = keys_of(ref)
                 commands.append(
-                    ("EVALSHA", sha, "2", keys[1], keys[3], self._now_ms(), slot.slot_id, self._lease_ms)
+                    ("EVALSHA", sha, str(len(keys)), *keys, self._now_ms(), ref.slot_id, self._lease_ms)
                 )
             try:
                 await self._redis.call_many(commands, reply_within=self._timeout)

@@ -172,3 +172,32 @@ keep_slot(KEYS[2], ARGV[2], now + lease, lease)
 return 1
 """
 )
+
+# The places of async tasks waiting for a concurrency slot (a sorted set per key and model class,
+# member = place id, score = lease expiry in ms), so the queue's bound holds across processes.
+# KEYS: the queue. ARGV: now ms, place id, lease ms, bound. Reply: {'1'} when the place is taken.
+QUEUE_JOIN = (
+    _COMMON
+    + """
+local now = clock(ARGV[1])
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {'0'}
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], lease + 1000)
+return {'1'}
+"""
+)
+
+# KEYS: the queue. ARGV: now ms, place id, lease ms.
+QUEUE_REFRESH = (
+    _COMMON
+    + """
+local now = clock(ARGV[1])
+local lease = tonumber(ARGV[3])
+keep_slot(KEYS[1], ARGV[2], now + lease, lease)
+return 1
+"""
+)

@@ -1,9 +1,8 @@
 """Async tasks over their key's concurrency cap wait in `pending` instead of getting 429
-(runapi-contract §6.2): up to `factor` times the cap per key, after which the caller gets the 429.
-
-The count is per gateway process (with several workers, each queues up to the bound). A waiter is
-woken when this process releases a slot of its key, and otherwise looks again every
-`poll_seconds`, since slots released by other processes (Redis) send no signal here.
+(runapi-contract §6.2). Their places, at most `WAIT_FACTOR` times the cap per key and model class,
+are the limiter's (`Limiter.join_queue`, shared by every process on Redis); this module tells a
+waiter when to look again: as soon as this process releases a slot of its key, and otherwise
+every `poll_seconds`, since slots released by other processes send no signal here.
 """
 
 from __future__ import annotations
@@ -15,19 +14,13 @@ WAIT_FACTOR = 10
 
 
 class SlotWaiters:
-    def __init__(self, *, factor: int = WAIT_FACTOR, poll_seconds: float = 0.25) -> None:
-        self.factor = factor
+    def __init__(self, *, poll_seconds: float = 0.25) -> None:
         self.poll_seconds = poll_seconds
-        self._waiting: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}  # how many of this process's tasks wait, per key
         self._freed: dict[str, asyncio.Event] = {}
 
-    def join(self, key_id: str, cap: int) -> bool:
-        """Take a place in the key's queue; False when `factor` * `cap` tasks already wait."""
-        waiting = self._waiting.get(key_id, 0)
-        if waiting >= self.factor * cap:
-            return False
-        self._waiting[key_id] = waiting + 1
-        return True
+    def join(self, key_id: str) -> None:
+        self._waiting[key_id] = self._waiting.get(key_id, 0) + 1
 
     def leave(self, key_id: str) -> None:
         left = self._waiting.get(key_id, 0) - 1

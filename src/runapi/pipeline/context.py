@@ -37,8 +37,9 @@ class Generation:
     upstream: Any = None
     ticket: Any = None  # limiter ticket (None when limits are off)
     refusal_state: Any = None  # limiter state of a 429, for its headers
-    # An async task over its key's concurrency cap: the limits it waits to be admitted under
-    # (`GatewayHooks.wait_for_limits`), and the refusal that ended the wait, if one did.
+    # An async task over its key's concurrency cap: the limits it waits to be admitted under and
+    # its place in the queue (`gateway_hooks.SlotWait`), and the refusal that ended the wait, if
+    # one did.
     slot_wait: Any = None
     refused_while_pending: RunapiError | None = None
     record: Any = None  # the task record (None when tasks are not wired)

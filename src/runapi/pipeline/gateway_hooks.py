@@ -3,7 +3,8 @@
 Order per request (runapi-contract §6.2): rate limits (RPM, concurrency, ITPM estimate) → free
 grant or hold → task → upstream; limits are checked first, so a refused request costs nothing.
 An async task refused only for its key's concurrency is the exception: it is held and queued
-(`pending`, up to 10 times the cap), and admitted by the limits when a slot frees.
+(`pending`, up to 10 times the cap in all processes together), and admitted by the limits when a
+slot frees.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from typing import NamedTuple
 
 from runapi.billing import Ledger
 from runapi.billing.records import Admission, AdmissionTerms
 from runapi.canonical.codec import RateLimitView
 from runapi.errors import RunapiError
-from runapi.limits.buckets import Dimension
+from runapi.limits.buckets import Dimension, SlotRef
 from runapi.limits.limiter import Limiter, LimitExceeded, LimitState
 from runapi.limits.tiers import LimitValues, TierTable
-from runapi.limits.waiting import SlotWaiters
+from runapi.limits.waiting import WAIT_FACTOR, SlotWaiters
 from runapi.metrics import Metrics
 from runapi.pipeline.context import Generation
 from runapi.pipeline.hooks import PipelineHooks
@@ -45,6 +47,14 @@ def rate_limit_view(state: LimitState) -> RateLimitView:
         output_tokens_remaining=state.output_tokens.remaining,
         output_tokens_reset_s=state.output_tokens.reset_seconds,
     )
+
+
+class SlotWait(NamedTuple):
+    """An async task waiting for a concurrency slot: the limits it waits to be admitted under, and
+    its place in the key's queue."""
+
+    limits: LimitValues
+    place: SlotRef
 
 
 class GatewayHooks(TaskSteps, PipelineHooks):
@@ -81,7 +91,7 @@ class GatewayHooks(TaskSteps, PipelineHooks):
                 await self._take_limits(gen, limits)
             except LimitExceeded as exc:
                 gen.refusal_state = exc.state  # for the answer's headers: 429, or the queued 202
-                if not self._queue_for_a_slot(gen, exc, limits):
+                if not await self._queue_for_a_slot(gen, exc, limits):
                     self._rejected(exc)
                     raise
         if self.ledger is not None:
@@ -111,18 +121,28 @@ class GatewayHooks(TaskSteps, PipelineHooks):
             est_input_tokens=gen.est_input_tokens,
         )
 
-    def _queue_for_a_slot(self, gen: Generation, refused: LimitExceeded, limits: LimitValues) -> bool:
+    async def _queue_for_a_slot(self, gen: Generation, refused: LimitExceeded, limits: LimitValues) -> bool:
         if gen.mode != "async" or refused.refusal.dimension is not Dimension.CONCURRENT:
             return False
-        if not self.slot_waiters.join(gen.principal.key_id, refused.refusal.limit):
+        assert self.limiter is not None
+        principal = gen.principal
+        place = await self.limiter.join_queue(
+            key_id=principal.key_id,
+            account_id=principal.account_id,
+            model_class=gen.model.model_class,
+            bound=WAIT_FACTOR * refused.refusal.limit,
+        )
+        if place is None:
             return False
-        gen.slot_wait = limits
+        gen.slot_wait = SlotWait(limits, place)
+        self.slot_waiters.join(principal.key_id)
         return True
 
     async def wait_for_limits(self, gen: Generation) -> RunapiError | None:
-        limits: LimitValues | None = gen.slot_wait
-        if limits is None or self.limiter is None:
+        wait: SlotWait | None = gen.slot_wait
+        if wait is None or self.limiter is None:
             return None
+        limits = wait.limits
         # As long as the task itself may run: its deadline counts from its creation.
         deadline = gen.started_monotonic + self.settings.tasks.deadline_seconds
         try:
@@ -139,12 +159,15 @@ class GatewayHooks(TaskSteps, PipelineHooks):
                         return exc
                     await asyncio.sleep(self.slot_waiters.poll_seconds)
         finally:
-            self._leave_queue(gen)
+            await self._leave_queue(gen)
 
-    def _leave_queue(self, gen: Generation) -> None:
-        if gen.slot_wait is not None:
+    async def _leave_queue(self, gen: Generation) -> None:
+        wait: SlotWait | None = gen.slot_wait
+        if wait is not None:
             gen.slot_wait = None
             self.slot_waiters.leave(gen.principal.key_id)
+            if self.limiter is not None:
+                await self.limiter.leave_queue(wait.place)
 
     async def confirm_admission(self, gen: Generation) -> None:
         pending, gen.pending_admission = gen.pending_admission, None
@@ -237,7 +260,8 @@ class GatewayHooks(TaskSteps, PipelineHooks):
     async def _release_limits(self, gen: Generation) -> None:
         # A place in the queue for a slot goes too: the task ended (or was refused, or never
         # submitted) before its wait did.
-        self._leave_queue(gen)
+        if gen.slot_wait is not None:
+            await self._leave_queue(gen)
         if self.limiter is None or gen.ticket is None:
             return
         usage = gen.usage
