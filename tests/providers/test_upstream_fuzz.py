@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from runapi.canonical import ChatRequest, Event, Message, TextPart, ToolSpec
 from runapi.canonical.accumulate import Accumulator
 from runapi.canonical.codec import ResponseMeta, Surface
-from runapi.errors import RunapiError
+from runapi.errors import ErrorKind, RunapiError
 from runapi.providers.minimax import minimax_provider
 from runapi.providers.openai_compatible import openai_compatible_provider
 from runapi.providers.openai_wire import ChatCompletionsProvider
@@ -147,6 +147,13 @@ def _rendered_everywhere(events: list[Event], failed: RunapiError | None) -> Non
             assert msgspec.json.decode(body)
 
 
+def _upstream_fault(error: RunapiError | None) -> None:
+    """No error, or one that blames the upstream (or what it said of the request), never us."""
+    if error is not None:
+        assert error.kind is not ErrorKind.INTERNAL, error.message
+        assert 400 <= error.status < 600
+
+
 def _request_body(surface: Surface) -> dict[str, Any]:
     if surface.endpoint == "messages":
         return {"model": "MiniMax-M2.7", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]}
@@ -171,8 +178,7 @@ def test_a_mangled_stream_yields_events_or_an_upstream_error(
             break
     if not state.ended and state.error is None:
         events.extend(state.end())
-    if state.error is not None:
-        assert 400 <= state.error.status < 600
+    _upstream_fault(state.error)
     _rendered_everywhere(events, state.error)
 
 
@@ -184,6 +190,5 @@ def test_a_mangled_whole_document_yields_events_or_an_upstream_error(
     state = _StreamState(provider, REQUEST, None)
     events = state.feed_document(document)
     assert state.ended
-    if state.error is not None:
-        assert 400 <= state.error.status < 600
+    _upstream_fault(state.error)
     _rendered_everywhere(events, state.error)
