@@ -12,7 +12,7 @@ from runapi.api.common import error_response, json_response, request_id
 from runapi.auth import AccountRepository, KeyRepository
 from runapi.canonical.codec import Surface
 from runapi.catalog import load_catalog
-from runapi.errors import InternalError, NotFound, RunapiError
+from runapi.errors import InternalError, InvalidRequest, NotFound, RunapiError
 from runapi.ids import new_ulid
 from runapi.pipeline import Pipeline, PipelineHooks
 from runapi.providers.registry import ProviderRegistry
@@ -91,9 +91,22 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                 NotFound(f"Unknown route {request.method} {request.path}."), request_id(request)
             )
         raise
+    except ConnectionResetError:
+        if request.content.exception() is None:  # not the caller's body: one of our connections
+            return _unhandled(request)
+        # The caller closed its side before its body was complete: its error, said in case it
+        # still reads (a half-closed connection), and not logged as ours.
+        incomplete = InvalidRequest(
+            "The connection closed before the request body was complete.", code="incomplete_body"
+        )
+        return error_response(incomplete, request_id(request))
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(InternalError("Internal error."), request_id(request))
+        return _unhandled(request)
+
+
+def _unhandled(request: web.Request) -> web.StreamResponse:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(InternalError("Internal error."), request_id(request))
 
 
 def build_app(

@@ -7,6 +7,8 @@ sent as they are) read back with httptools' response parser.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ import httptools
 import pytest
 from aiohttp import web
 
+from runapi.app import errors_middleware
 from runapi.errors import RunapiError
 from runapi.server.exchange import STREAMED, Answer, Exchange, Reply
 from runapi.server.lean import MAX_HEAD_BYTES, LeanHandler, LeanServer
@@ -69,9 +72,9 @@ def _routes(seen: Seen) -> dict[str, LeanHandler]:
 def _fallback_app() -> web.Application:
     async def other(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        return web.Response(text=f"aiohttp {request.method} {request.path} {body.decode()}")
+        return web.Response(text=f"aiohttp {request.method} {request.path} {body.decode(errors='replace')}")
 
-    app = web.Application()
+    app = web.Application(middlewares=[errors_middleware])  # the gateway's, as in production
     app.router.add_route("*", "/other", other)
     return app
 
@@ -455,3 +458,112 @@ async def test_slow_reader_backpressure_holds_the_stream_without_losing_bytes() 
         client.close()
     finally:
         await runner.cleanup()
+
+
+def _mutated(rng: random.Random) -> bytes:
+    """A request (lean route or aiohttp's, plain or chunked) with one to three random edits."""
+    body = rng.choice([b"", b"hello", b"x" * 700, b'{"a":1}'])
+    path = rng.choice(["/v1/echo", "/other"])
+    if rng.random() < 0.3:
+        raw = (
+            f"POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + f"{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n\r\n"
+        )
+    else:
+        raw = post(
+            path, body, rng.choice(["", "X-Key: k\r\n", "Connection: close\r\n", "Expect: 100-continue\r\n"])
+        )
+    data = bytearray(raw)
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(data) + 1)
+        edit = rng.random()
+        if edit < 0.3 and data:  # a byte changed
+            data[min(at, len(data) - 1)] = rng.randrange(256)
+        elif edit < 0.5:  # bytes inserted: separators, digits, high bytes
+            data[at:at] = rng.choice(
+                [b"\r\n", b":", b" ", b"9" * rng.randint(1, 12), b"\x00", b"\xff\xfe", b"\r\n\r\n"]
+            )
+        elif edit < 0.7:  # a run cut out
+            del data[at : at + rng.randint(1, 20)]
+        elif edit < 0.85:  # a header added
+            head_end = data.find(b"\r\n") + 2 if b"\r\n" in data else len(data)
+            data[head_end:head_end] = rng.choice(
+                [
+                    b"Content-Length: 3\r\n",
+                    b"Content-Length: -1\r\n",
+                    b"Transfer-Encoding: gzip\r\n",
+                    b"X: " + b"y" * 5000 + b"\r\n",
+                ]
+            )
+        else:  # a second request pipelined behind it
+            data += post("/v1/echo", b"second")
+    return bytes(data)
+
+
+async def test_mangled_requests_get_answers_or_a_close_never_a_500_or_a_hang(harness: Harness) -> None:
+    """300 requests mangled at random (fixed seed), each sent in random cuts and then half-closed:
+    every answer parses as HTTP with a status other than 5xx, each connection ends (a request
+    still waiting for its bytes ends at the half-close, unanswered), and the server still answers
+    a clean request afterwards with nothing left open."""
+    rng = random.Random(20261127)
+    for case in range(300):
+        raw = _mutated(rng)
+        reader, writer = await asyncio.open_connection("127.0.0.1", harness.port)
+        client = Client(reader, writer)
+        at = 0
+        while at < len(raw):
+            step = rng.randint(1, max(1, len(raw) // 3))
+            await client.send(raw[at : at + step])
+            at += step
+        # Answers come first (aiohttp, behind /other, drops a half-closed connection's answer),
+        # then the half-close ends a request still waiting for bytes it will never get.
+        with contextlib.suppress(TimeoutError, ConnectionError, httptools.HttpParserError):
+            async with asyncio.timeout(0.05):
+                while not client.done:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    client._parser.feed_data(data)
+        with contextlib.suppress(ConnectionError):
+            writer.write_eof()
+        try:
+            assert await client.closed(within=5.0), raw
+        except httptools.HttpParserError:
+            # Ours answered, then the client's parser met what it cannot read past: the answer to a
+            # request too broken to frame. The statuses seen before it are still checked below.
+            writer.close()
+        except (ConnectionResetError, BrokenPipeError):
+            writer.close()  # closed on us mid-send: an answer, if any, was read above
+        statuses = [r.status for r in client.done]
+        assert all(100 <= s < 500 for s in statuses), (case, raw, statuses)
+        client.close()
+    clean = await Client.open(harness.port)
+    await clean.send(post("/v1/echo", b"still here"))
+    (r,) = await clean.responses(1)
+    assert (r.status, r.body) == (200, b"echo:still here")
+    clean.close()
+    for _ in range(100):  # bounded: the server notices the closes
+        if not harness.lean.connections:
+            break
+        await asyncio.sleep(0.02)
+    assert not harness.lean.connections
+
+
+async def test_a_body_cut_short_by_a_half_close_is_the_callers_error_not_ours(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's routes: the caller stops sending halfway through its body and half-closes. Not a
+    500, and not logged as an unhandled error of ours (aiohttp may not deliver any answer)."""
+    client = await Client.open(harness.port)
+    await client.send(post("/other", b"x" * 700)[:-600])  # Content-Length 700, 100 bytes sent
+    await asyncio.sleep(0.1)  # the handler waits for the rest of the body
+    client.writer.write_eof()
+    assert await client.closed()
+    assert [r.status for r in client.done] in ([], [400])
+    for _ in range(50):  # bounded: the handler's failure is handled after the close
+        if any(r.name == "runapi" or "Connection lost" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.02)
+    assert "unhandled error" not in caplog.text
