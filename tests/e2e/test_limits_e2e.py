@@ -379,6 +379,22 @@ def when(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
+def hold_the_slot(gw_url: str, headers: dict[str, str], prompt: str) -> dict[str, Any]:
+    """An async task that takes the key's one concurrency slot; returned once it holds it."""
+    status, _, holder = http_json(
+        "POST", f"{gw_url}/v1/chat/completions", {"model": MODEL, "messages": user(prompt)}, headers
+    )
+    assert status == 202, holder
+    assert isinstance(holder, dict)
+    deadline = time.monotonic() + 10
+    while True:
+        _, _, state = http_json("GET", f"{gw_url}/v1/tasks/{holder['id']}", headers=headers)
+        if isinstance(state, dict) and state["status"] == "processing":
+            return holder
+        assert time.monotonic() < deadline, "the first task never took the slot"
+        time.sleep(0.05)
+
+
 def test_async_tasks_over_the_concurrency_cap_wait_in_pending(gateway: Gateway) -> None:
     """runapi-contract §6.2: sync and stream calls over the cap get 429; async ones wait in
     `pending`, up to 10 times the cap, then 429; they run one at a time as the slot frees."""
@@ -388,18 +404,7 @@ def test_async_tasks_over_the_concurrency_cap_wait_in_pending(gateway: Gateway) 
     auth = {"Authorization": f"Bearer {key}"}
     asynchronous = {**auth, "Prefer": "respond-async"}
     chat_url = f"{gateway.url}/v1/chat/completions"
-    status, _, holder = http_json(
-        "POST", chat_url, {"model": MODEL, "messages": user("hold\n@sim tokens=3 ttft_ms=2500")}, asynchronous
-    )
-    assert status == 202, holder
-    assert isinstance(holder, dict)
-    deadline = time.monotonic() + 10
-    while True:  # until the first task holds the key's one slot
-        _, _, state = http_json("GET", f"{gateway.url}/v1/tasks/{holder['id']}", headers=auth)
-        if isinstance(state, dict) and state["status"] == "processing":
-            break
-        assert time.monotonic() < deadline, "the first task never took the slot"
-        time.sleep(0.05)
+    holder = hold_the_slot(gateway.url, asynchronous, "hold\n@sim tokens=3 ttft_ms=2500")
     with pytest.raises(openai.RateLimitError):  # a sync call over the cap: 429 at once
         oai(gateway.url, key).chat.completions.create(model=MODEL, messages=user("sync\n@sim tokens=1"))
 
@@ -496,21 +501,7 @@ def test_the_queue_for_a_slot_is_bounded_across_processes(simulator: Proc) -> No
         key = pair.first.api_key
         asynchronous = {"Authorization": f"Bearer {key}", "Prefer": "respond-async"}
         urls = [f"{gw}/v1/chat/completions" for gw in (pair.first.url, pair.second.url)]
-        status, _, holder = http_json(
-            "POST",
-            urls[0],
-            {"model": MODEL, "messages": user("hold\n@sim tokens=2 ttft_ms=3000")},
-            asynchronous,
-        )
-        assert status == 202, holder
-        assert isinstance(holder, dict)
-        deadline = time.monotonic() + 10
-        while True:  # until the first task holds the key's one slot
-            _, _, state = http_json("GET", f"{pair.first.url}/v1/tasks/{holder['id']}", headers=asynchronous)
-            if isinstance(state, dict) and state["status"] == "processing":
-                break
-            assert time.monotonic() < deadline, "the first task never took the slot"
-            time.sleep(0.05)
+        holder = hold_the_slot(pair.first.url, asynchronous, "hold\n@sim tokens=2 ttft_ms=3000")
         answers = [
             http_json(
                 "POST",
@@ -524,15 +515,9 @@ def test_the_queue_for_a_slot_is_bounded_across_processes(simulator: Proc) -> No
         queued = [str(task["id"]) for _, _, task in answers[:10] if isinstance(task, dict)]
         done = [get_task(pair.first, key, task_id, timeout=60) for task_id in queued]
         assert [t["status"] for t in done] == ["completed"] * 10
+        assert get_task(pair.first, key, str(holder["id"]))["status"] == "completed"
         # The places were given back as the tasks ran: the queue takes 10 again.
-        status, _, holder = http_json(
-            "POST",
-            urls[1],
-            {"model": MODEL, "messages": user("hold\n@sim tokens=2 ttft_ms=1500")},
-            asynchronous,
-        )
-        assert status == 202, holder
-        time.sleep(0.3)
+        hold_the_slot(pair.second.url, asynchronous, "hold\n@sim tokens=2 ttft_ms=1500")
         statuses = [
             http_json(
                 "POST",
