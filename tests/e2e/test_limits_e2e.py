@@ -501,16 +501,21 @@ def test_the_queue_for_a_slot_is_bounded_across_processes(simulator: Proc) -> No
         key = pair.first.api_key
         asynchronous = {"Authorization": f"Bearer {key}", "Prefer": "respond-async"}
         urls = [f"{gw}/v1/chat/completions" for gw in (pair.first.url, pair.second.url)]
+
+        def submit(count: int, label: str) -> list[tuple[int, dict[str, str], Any]]:
+            """`count` async calls, alternating between the two processes."""
+            return [
+                http_json(
+                    "POST",
+                    urls[i % 2],
+                    {"model": MODEL, "messages": user(f"{label} {i}\n@sim tokens=1 ttft_ms=50")},
+                    asynchronous,
+                )
+                for i in range(count)
+            ]
+
         holder = hold_the_slot(pair.first.url, asynchronous, "hold\n@sim tokens=2 ttft_ms=3000")
-        answers = [
-            http_json(
-                "POST",
-                urls[i % 2],
-                {"model": MODEL, "messages": user(f"queued {i}\n@sim tokens=1 ttft_ms=50")},
-                asynchronous,
-            )
-            for i in range(16)
-        ]
+        answers = submit(16, "queued")
         assert [status for status, _, _ in answers] == [202] * 10 + [429] * 6
         queued = [str(task["id"]) for _, _, task in answers[:10] if isinstance(task, dict)]
         done = [get_task(pair.first, key, task_id, timeout=60) for task_id in queued]
@@ -518,13 +523,5 @@ def test_the_queue_for_a_slot_is_bounded_across_processes(simulator: Proc) -> No
         assert get_task(pair.first, key, str(holder["id"]))["status"] == "completed"
         # The places were given back as the tasks ran: the queue takes 10 again.
         hold_the_slot(pair.second.url, asynchronous, "hold\n@sim tokens=2 ttft_ms=1500")
-        statuses = [
-            http_json(
-                "POST",
-                urls[i % 2],
-                {"model": MODEL, "messages": user(f"again {i}\n@sim tokens=1")},
-                asynchronous,
-            )[0]
-            for i in range(11)
-        ]
+        statuses = [status for status, _, _ in submit(11, "again")]
         assert statuses == [202] * 10 + [429]
