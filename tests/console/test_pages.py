@@ -9,7 +9,7 @@ from html import unescape
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from runapi import console
 from runapi.auth import AccountRepository, KeyRepository
@@ -19,7 +19,7 @@ from runapi.console.charts import Series, line_chart
 from runapi.console.reports import ModelDay, window
 from runapi.services import SERVICES
 from runapi.store.database import Database
-from runapi.store.schema import api_keys
+from runapi.store.schema import api_keys, webhook_stopped_urls
 
 from .conftest import ADMIN_KEY, Console, build_services, csrf_token, login_token, sign_in
 
@@ -161,6 +161,48 @@ async def test_tasks_are_listed_per_account_without_bodies(app: Console) -> None
     overview = await (await bob_browser.get("/console/overview")).text()
     assert "Bob" in overview
     assert ">Ada<" not in overview
+
+
+async def test_tasks_page_names_the_callback_urls_no_longer_called(app: Console) -> None:
+    ada = await app.account("Ada")
+    bob = await app.account("Bob")
+    browser = await app.client()
+    await sign_in(browser, ada.secret)
+    assert "Webhooks not being delivered" not in await (await browser.get("/console/tasks")).text()
+
+    stopped = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    async with app.db.begin() as conn:
+        await conn.execute(
+            insert(webhook_stopped_urls),
+            [
+                {
+                    "api_key_id": ada.key_id,
+                    "url": "https://ada.example/gone",
+                    "stopped_at": stopped,
+                    "reason": "gone",
+                },
+                {
+                    "api_key_id": ada.key_id,
+                    "url": "https://ada.example/down",
+                    "stopped_at": stopped,
+                    "reason": "paused",
+                },
+                {
+                    "api_key_id": bob.key_id,
+                    "url": "https://bob.example/hook",
+                    "stopped_at": stopped,
+                    "reason": "gone",
+                },
+            ],
+        )
+    html = unescape(await (await browser.get("/console/tasks")).text())
+    assert "Webhooks not being delivered" in html
+    assert "https://ada.example/gone" in html
+    assert "answered 410 Gone" in html
+    assert "https://ada.example/down" in html
+    assert "paused: it failed without a break" in html
+    assert "2026-11-20" in html
+    assert "bob.example" not in html  # another account's
 
 
 async def test_tasks_page_by_cursor_and_filters(app: Console) -> None:

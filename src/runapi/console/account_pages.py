@@ -34,6 +34,7 @@ from runapi.console.sessions import ConsoleSession
 from runapi.console.state import console_state, task_store
 from runapi.errors import NotFound
 from runapi.limits.promotion import promote_if_due
+from runapi.tasks.webhooks.outbox import WebhookOutbox
 
 __all__ = ["limits", "overview", "task_json", "tasks_page"]
 
@@ -190,6 +191,8 @@ async def tasks_page(request: web.Request, session: ConsoleSession) -> web.Strea
         next_url = f"{PREFIX}/tasks?" + urlencode({k: v for k, v in query.items() if v})
     context: dict[str, Any] = {
         "title": "Tasks",
+        # Webhooks that stopped are otherwise only a log line and an attempt's error: say so here.
+        "stopped_urls": await WebhookOutbox(services(request).db).stopped_urls(principal.account_id),
         "records": listing.records,
         "next_url": next_url,
         "first_page": after is None,

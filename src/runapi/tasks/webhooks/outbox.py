@@ -10,7 +10,13 @@ from sqlalchemy import delete, select, update
 
 from runapi.ids import new_ulid
 from runapi.store.database import Database
-from runapi.store.schema import webhook_attempts, webhook_failing_urls, webhook_outbox, webhook_stopped_urls
+from runapi.store.schema import (
+    api_keys,
+    webhook_attempts,
+    webhook_failing_urls,
+    webhook_outbox,
+    webhook_stopped_urls,
+)
 from runapi.tasks.records import TaskRecord, rfc3339, utc
 
 MAX_FULL_PAYLOAD = 256 * 1024
@@ -29,6 +35,17 @@ class DeliveryAttempt(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     webhook_id: str
     type: str
+
+
+class StoppedUrl(msgspec.Struct, frozen=True, kw_only=True):
+    """A callback URL no longer called for one key: `gone` (it answered 410) or `paused` (it failed
+    without a break for `webhooks.pause_after_seconds`). A redelivery to it resumes it."""
+
+    api_key_id: str
+    key_hint: str
+    url: str
+    reason: str
+    since: datetime
 
 
 class _EventHead(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -120,6 +137,33 @@ class WebhookOutbox:
                 error=r.error,
                 webhook_id=r.event_id,
                 type=r.event_type,
+            )
+            for r in rows
+        ]
+
+    async def stopped_urls(self, account_id: int) -> list[StoppedUrl]:
+        """The account's stopped callback URLs, most recently stopped first."""
+        query = (
+            select(
+                webhook_stopped_urls.c.api_key_id,
+                api_keys.c.key_hint,
+                webhook_stopped_urls.c.url,
+                webhook_stopped_urls.c.reason,
+                webhook_stopped_urls.c.stopped_at,
+            )
+            .join(api_keys, api_keys.c.id == webhook_stopped_urls.c.api_key_id)
+            .where(api_keys.c.account_id == account_id)
+            .order_by(webhook_stopped_urls.c.stopped_at.desc())
+        )
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            StoppedUrl(
+                api_key_id=r.api_key_id,
+                key_hint=r.key_hint,
+                url=r.url,
+                reason=r.reason,
+                since=r.stopped_at.replace(tzinfo=UTC) if r.stopped_at.tzinfo is None else r.stopped_at,
             )
             for r in rows
         ]
