@@ -27,7 +27,7 @@ from runapi.settings import Settings, UpstreamSettings
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
 from runapi.surfaces.openai_chat import ChatCompletionsSurface
 from runapi.surfaces.openai_responses import ResponsesSurface
-from tests.surfaces.test_decode_fuzz import _paths, _replaced, json_values
+from tests.jsonfuzz import json_values, mangled_json
 
 WEATHER = ToolSpec(
     name="get_weather",
@@ -111,9 +111,7 @@ DOCUMENT: dict[str, Any] = {
 def mangled_stream(draw: st.DrawFn) -> list[bytes]:
     chunks: list[Any] = list(STREAM)
     at = draw(st.integers(min_value=0, max_value=len(chunks) - 1))
-    chunks[at] = _replaced(
-        chunks[at], draw(st.sampled_from(_paths(chunks[at]))), draw(json_values), draw(st.booleans())
-    )
+    chunks[at] = draw(mangled_json(chunks[at]))
     if draw(st.booleans()):
         chunks.insert(draw(st.integers(min_value=0, max_value=len(chunks))), draw(json_values))
     return [msgspec.json.encode(c) for c in chunks]
@@ -121,8 +119,7 @@ def mangled_stream(draw: st.DrawFn) -> list[bytes]:
 
 @st.composite
 def mangled_document(draw: st.DrawFn) -> bytes:
-    path = draw(st.sampled_from(_paths(DOCUMENT)))
-    return msgspec.json.encode(_replaced(DOCUMENT, path, draw(json_values), draw(st.booleans())))
+    return msgspec.json.encode(draw(mangled_json(DOCUMENT)))
 
 
 def _rendered_everywhere(events: list[Event], failed: RunapiError | None) -> None:

@@ -25,6 +25,7 @@ from runapi.providers.openai_wire.request import RequestBuilder
 from runapi.surfaces.anthropic_messages import AnthropicMessagesSurface
 from runapi.surfaces.openai_chat import ChatCompletionsSurface
 from runapi.surfaces.openai_responses import ResponsesSurface
+from tests.jsonfuzz import json_values, mangled_json
 
 KEY = b"fuzz-signing-key"
 CATALOG = load_catalog()
@@ -117,46 +118,12 @@ CASES: list[tuple[Surface, dict[str, Any]]] = [
     (ResponsesSurface(KEY), RESPONSES),
 ]
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=20)
-    | st.sampled_from(["user", "assistant", "tool", "system", "text", "function", "auto", "image_url"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
-    max_leaves=12,
-)
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every place in a JSON document (dict keys and list indexes), the root excluded."""
-    found: list[tuple[Any, ...]] = []
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
-    for key, child in items:
-        found.append((*prefix, key))
-        found.extend(_paths(child, (*prefix, key)))
-    return found
-
-
-def _replaced(document: Any, path: tuple[Any, ...], new: Any, drop: bool) -> Any:
-    copy = msgspec.json.decode(msgspec.json.encode(document))
-    parent = copy
-    for key in path[:-1]:
-        parent = parent[key]
-    if drop:
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = new
-    return copy
-
 
 @st.composite
 def mangled(draw: st.DrawFn, cases: tuple[int, ...] = tuple(range(len(CASES)))) -> tuple[int, bytes]:
     case = draw(st.sampled_from(cases))
     document = CASES[case][1]
-    path = draw(st.sampled_from(_paths(document)))
-    body = _replaced(document, path, draw(json_values), drop=draw(st.booleans()))
+    body = draw(mangled_json(document))
     return case, msgspec.json.encode(body)
 
 

@@ -163,7 +163,7 @@ class WebhookOutbox:
                 key_hint=r.key_hint,
                 url=r.url,
                 reason=r.reason,
-                since=r.stopped_at.replace(tzinfo=UTC) if r.stopped_at.tzinfo is None else r.stopped_at,
+                since=utc(r.stopped_at),
             )
             for r in rows
         ]
