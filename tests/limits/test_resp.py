@@ -329,3 +329,34 @@ def test_a_loop_busy_through_the_whole_deadline_still_sees_redis_answering(
     finally:
         loop.close()
         server.close()
+
+
+@pytest.mark.parametrize("new_loop", LOOPS)
+def test_the_deadline_starts_when_the_command_is_written_not_when_it_is_asked_for(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """The loop is stuck (0.4 s, other requests' handlers under a burst) after the command is
+    asked for but before the write that carries it; Redis then answers 0.05 s after it gets it,
+    well within the 0.2 s deadline. Counted from the ask, the deadline had passed before Redis
+    saw the command, and a live Redis read as down (a 503 for the caller)."""
+    server = _ThreadServer(delay=0.05)
+
+    async def scenario() -> list[object]:
+        client = RespClient("127.0.0.1", server.port)
+        try:
+            assert await client.call("PING", reply_within=1.0) == "PONG"  # connected
+            one = asyncio.ensure_future(client.call("PING", reply_within=0.2))
+            many = asyncio.ensure_future(client.call_many([("PING",), ("PING",)], reply_within=0.2))
+            # Runs in the next iteration right after both have sent, before the write that
+            # carries their commands (writes wait for the iteration after the sends).
+            asyncio.get_running_loop().call_soon(time.sleep, 0.4)
+            return [await one, await many]
+        finally:
+            await client.aclose()
+
+    loop = new_loop()
+    try:
+        assert loop.run_until_complete(scenario()) == ["PONG", ["PONG", "PONG"]]
+    finally:
+        loop.close()
+        server.close()
