@@ -34,7 +34,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from bench import backends, flame, litellm_proxy, plot, report, sections, wrk
+from bench import backends, flame, litellm_proxy, machine, plot, report, sections, wrk
 from bench.childio import raise_fd_limit
 from bench.children import OnProgress
 from bench.ours import OursSetup, start_ours
@@ -469,6 +469,14 @@ def main(argv: list[str] | None = None) -> int:
             f"[yellow]the machine is busy (load average {load1:.1f}): req/s will read low; "
             "CPU µs/request holds up better. `other_busy_cores` in the JSON shows the contention."
         )
+    commits = machine.probe_commits(work_dir)
+    ticks = machine.cpu_ticks()
+    console.print(machine.describe(commits))
+    if commits.slow:
+        console.print(
+            "[yellow]this disk makes commits wait: latency percentiles of ours (PostgreSQL above all, "
+            "one fdatasync per commit) will read high; `meta.machine` in the JSON has the figures."
+        )
     started = time.monotonic()
     columns = (
         SpinnerColumn(),
@@ -510,6 +518,15 @@ def main(argv: list[str] | None = None) -> int:
             runner.cleanup()
     results = runner.results
     results["meta"]["seconds"] = round(time.monotonic() - started, 1)
+    # Probed again after the run too: a disk that stalled meanwhile shows in the second reading.
+    steal = machine.steal_share(ticks, machine.cpu_ticks())
+    after = machine.probe_commits(work_dir)
+    results["meta"]["machine"] = {
+        "commits_before": commits.as_json(),
+        "commits_after": after.as_json(),
+        "cpu_steal_share": steal,
+    }
+    console.print(machine.describe(after, steal))
     results["summary"] = report.summarize(results)
     stamped, _ = report.save(results, RESULTS, f"{stamp}-{sha}")
     try:
