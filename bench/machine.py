@@ -6,7 +6,10 @@ ms over four runs, with PostgreSQL's sessions seen waiting 60-190 ms on the WAL'
 (`IO:WALSync` in pg_stat_activity), and a probe of four writers committing 16 KB each saw one
 fdatasync take 235 ms. PostgreSQL commits with one fdatasync per batch (synchronous_commit), and
 every request of the batch waits it out. Such a run's latency percentiles say more about the disk
-than about the gateway, so the run records the disk and the CPU steal beside its results.
+than about the gateway, so the run records the disk and the CPU steal beside its results. The
+probe runs before and after the run, so it reads the disk's usual speed; a stall that only the
+run's own load brings on escapes it (pg_stat_activity's wait events, sampled during a run, are
+what showed the WALSync waits above).
 """
 
 from __future__ import annotations
