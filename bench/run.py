@@ -9,6 +9,7 @@ bounded by count and by time; a target that cannot start is reported, never fata
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import platform
@@ -34,7 +35,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from bench import backends, flame, litellm_proxy, machine, plot, report, sections, wrk
+from bench import backends, dbwaits, flame, litellm_proxy, machine, plot, report, sections, wrk
 from bench.childio import raise_fd_limit
 from bench.children import OnProgress
 from bench.ours import OursSetup, start_ours
@@ -208,12 +209,16 @@ class Runner:
             self._profile(target)
         if "b" in self.sections:
             for rate in p.latency_rates:
-                lat = self.step(
-                    f"{target.name}: (b) open loop {rate} req/s x {p.latency_count(rate)}",
-                    functools.partial(sections.latency, target, p, rate),
-                    target.name,
-                    f"latency@{rate}",
-                )
+                # On PostgreSQL, what its sessions wait on meanwhile (a slow disk shows there).
+                pg = target.postgres_url
+                sampler = dbwaits.WaitSampler(pg) if pg is not None else None
+                with sampler or contextlib.nullcontext():
+                    lat = self.step(
+                        f"{target.name}: (b) open loop {rate} req/s x {p.latency_count(rate)}",
+                        functools.partial(sections.latency, target, p, rate),
+                        target.name,
+                        f"latency@{rate}",
+                    )
                 if lat is not None:
                     self.results["latency"].setdefault(target.name, {})[str(rate)] = lat
                     ms = lat["latency_ms"]
@@ -222,6 +227,9 @@ class Runner:
                         f"p99 {ms['p99'] or 0:.2f} ms"
                         + (f" [red]errors {lat['errors']}" if lat["errors"] else "")
                     )
+                    if sampler is not None:
+                        lat["db_waits"] = sampler.summary()
+                        self.console.print("    " + dbwaits.describe(lat["db_waits"]))
         if "c" in self.sections:
             for k in p.stream_ks:
                 res = self.step(
@@ -337,7 +345,9 @@ class Runner:
             self.progress.update(self.step_task, visible=False)
         self.servers.append(server)
         self.note_target(name, label, "ok", workers=setup.workers, database=setup.database_url.split(":")[0])
-        self.measure(Target(name, label, server.url, key, server.pid, sim.pid, setup.workers))
+        self.measure(
+            Target(name, label, server.url, key, server.pid, sim.pid, setup.workers, setup.database_url)
+        )
         if not server.alive():
             self.results["errors"].append(
                 {"target": name, "section": "process", "error": "exited: " + server.tail()}

@@ -29,6 +29,12 @@ class Target:
     server_pid: int
     upstream_pid: int | None  # the simulator behind it (None when the target is the simulator)
     workers: int
+    database_url: str | None = None  # ours: where its ledger and tasks live
+
+    @property
+    def postgres_url(self) -> str | None:
+        url = self.database_url
+        return url if url is not None and url.startswith("postgresql") else None
 
     @property
     def chat_url(self) -> str:
