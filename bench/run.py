@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.cleanup()
     results = runner.results
     results["meta"]["seconds"] = round(time.monotonic() - started, 1)
-    # Probed again after the run too: a disk that stalled meanwhile shows in the second reading.
+    # Probed again after the run: a disk's speed can change within minutes on a shared host.
     steal = machine.steal_share(ticks, machine.cpu_ticks())
     after = machine.probe_commits(work_dir)
     results["meta"]["machine"] = {
