@@ -169,7 +169,7 @@ class _Deadline:
     The window opens when the commands are written, not when they are asked for: under a burst
     the loop runs thousands of handlers in one iteration before the write that carries their
     commands, and a window opened at the first of them had closed before Redis saw any (448 of
-    5,000 streams answered 503 in one bench run, on a slower machine than the one below).
+    5,000 streams answered 503 in one bench run on a slower machine, after the fix below).
 
     At the deadline nothing is decided before one more poll for I/O: a busy event loop reaches a
     deadline late, and libuv (uvloop) runs due timers before it reads the sockets, so a reply
